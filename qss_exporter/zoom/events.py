@@ -1,0 +1,490 @@
+"""Zoom event envelopes (already JSON-decoded) -> typed records. No dict travels past this module.
+
+`decode` never raises: an unusable body becomes InvalidEvent, an unknown event UnknownEvent, and a
+single unparsable value drops only that value (its field is listed in the record's parse_errors).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qss_exporter.zoom import vocabulary as vocab
+from qss_exporter.zoom.records import (
+    CpuUsage,
+    InvalidEvent,
+    ParticipantInfo,
+    PhoneQosRecord,
+    PhoneSample,
+    Product,
+    QosRecord,
+    QualityGrade,
+    Record,
+    StreamSample,
+    StreamSummary,
+    SummaryRecord,
+    UnknownEvent,
+    UrlValidation,
+)
+from qss_exporter.zoom.units import (
+    DBM,
+    FPS,
+    KBPS,
+    MILLISECONDS,
+    PERCENT,
+    PLAIN,
+    Unit,
+    UnitError,
+    parse_quantity,
+    parse_resolution_height,
+)
+
+__all__ = ["KNOWN_EVENTS", "decode"]
+
+Decoded = Record | UrlValidation | UnknownEvent | InvalidEvent
+
+_PRODUCTS: dict[str, Product] = {"meeting": "meeting", "webinar": "webinar", "session": "session"}
+
+KNOWN_EVENTS = (
+    "meeting.participant_qos",
+    "meeting.participant_qos_summary",
+    "meeting.participant_data",
+    "meeting.participant_data_summary",
+    "webinar.participant_qos",
+    "webinar.participant_qos_summary",
+    "webinar.participant_data",
+    "webinar.participant_data_summary",
+    "session.user_qos",
+    "session.user_qos_summary",
+    "session.user_data",
+    "session.user_data_summary",
+    "phone.call_qos",
+    "phone.call_qos_summary",
+)
+
+
+class _Fields:
+    """Reads one `details` object, scaling each value and remembering which fields failed."""
+
+    __slots__ = ("details", "errors")
+
+    def __init__(self, details: dict[str, Any], errors: list[str]) -> None:
+        self.details = details
+        self.errors = errors
+
+    def get(self, key: str, unit: Unit) -> float | None:
+        raw = self.details.get(key)
+        if raw is None:
+            return None
+        try:
+            return parse_quantity(raw, unit)
+        except UnitError:
+            self.errors.append(key)
+            return None
+
+    def height(self) -> float | None:
+        try:
+            return parse_resolution_height(self.details.get("resolution"))
+        except UnitError:
+            self.errors.append("resolution")
+            return None
+
+    def text(self, key: str) -> str | None:
+        raw = self.details.get(key)
+        if isinstance(raw, str):
+            return raw.strip() or None
+        if isinstance(raw, dict):  # webinar schema quirk: a `quality` object nested in `quality`
+            return self.__class__(raw, self.errors).text(key)
+        if raw is not None:
+            self.errors.append(key)
+        return None
+
+
+def decode(envelope: object) -> Decoded:
+    """Turn one decoded webhook / WebSocket body into a typed record."""
+    if not isinstance(envelope, dict):
+        return InvalidEvent("", "envelope")
+    event = envelope.get("event")
+    if not isinstance(event, str) or not event:
+        return InvalidEvent("", "event")
+    payload = envelope.get("payload")
+    if not isinstance(payload, dict):
+        return InvalidEvent(event, "payload")
+    if event == "endpoint.url_validation":
+        token = payload.get("plainToken")
+        if not isinstance(token, str) or not token:
+            return InvalidEvent(event, "plainToken")
+        return UrlValidation(token)
+    if event not in _KNOWN:
+        return UnknownEvent(event)
+    account_id = payload.get("account_id")
+    if not isinstance(account_id, str) or not account_id:
+        return InvalidEvent(event, "account_id")
+    obj = payload.get("object")
+    if not isinstance(obj, dict):
+        return InvalidEvent(event, "object")
+    raw_ts = envelope.get("event_ts")
+    event_ts = raw_ts if isinstance(raw_ts, int) and not isinstance(raw_ts, bool) and raw_ts > 0 else None
+    kind = event.partition(".")[2]
+    if event.startswith("phone."):
+        return _phone(event, account_id, obj, event_ts)
+    product = _PRODUCTS[event.partition(".")[0]]
+    return _participant_event(event, kind, product, account_id, obj, event_ts)
+
+
+_KNOWN = frozenset(KNOWN_EVENTS)
+
+
+def _participant_event(
+    event: str, kind: str, product: Product, account_id: str, obj: dict[str, Any], event_ts: int | None
+) -> Decoded:
+    if product == "session":
+        instance = obj.get("session_id")
+        person = obj.get("user")
+        id_keys: tuple[str, ...] = ("id",)
+    else:
+        instance = obj.get("uuid")
+        person = obj.get("participant")
+        # Real-time events call the per-instance id `user_id`, summaries and data `participant_id`.
+        id_keys = ("user_id", "participant_id") if kind == "participant_qos" else ("participant_id", "user_id")
+    if not isinstance(instance, str) or not instance:
+        return InvalidEvent(event, "session_id" if product == "session" else "uuid")
+    if not isinstance(person, dict):
+        return InvalidEvent(event, "user" if product == "session" else "participant")
+    participant_id = _first_id(person, id_keys)
+    if participant_id is None:
+        return InvalidEvent(event, id_keys[0])
+    event_time = event_ts / 1000.0 if event_ts is not None else None
+    if kind.endswith(("_data", "_data_summary")):
+        return _participant_info(event, product, account_id, instance, participant_id, person, event_ts)
+    entries = person.get("qos")
+    if not isinstance(entries, list):
+        return InvalidEvent(event, "qos")
+    if kind.endswith("_summary"):
+        return _summary(event, product, account_id, instance, participant_id, event_time, entries)
+    return _realtime(event, product, account_id, instance, participant_id, event_ts, entries)
+
+
+def _first_id(person: dict[str, Any], keys: tuple[str, ...]) -> str | None:
+    for key in keys:
+        value = person.get(key)
+        if isinstance(value, str) and value:
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+    return None
+
+
+def _realtime(
+    event: str,
+    product: Product,
+    account_id: str,
+    instance: str,
+    participant_id: str,
+    event_ts: int | None,
+    entries: list[Any],
+) -> QosRecord:
+    errors: list[str] = []
+    streams: list[StreamSample] = []
+    grades: list[QualityGrade] = []
+    notifications: list[str] = []
+    cpu: CpuUsage | None = None
+    rssi: float | None = None
+    latest = ""
+    for entry in entries:
+        if not isinstance(entry, dict):
+            errors.append("qos")
+            continue
+        details = entry.get("details")
+        if not isinstance(details, dict):
+            errors.append("details")
+            continue
+        stamp = entry.get("date_time")
+        if isinstance(stamp, str) and stamp > latest:
+            latest = stamp
+        kind = entry.get("type")
+        fields = _Fields(details, errors)
+        stream = vocab.STREAM_TYPES.get(kind) if isinstance(kind, str) else None
+        if stream is not None:
+            sample = StreamSample(
+                stream[0],
+                stream[1],
+                stream[2],
+                fields.get("bitrate", KBPS),
+                fields.get("latency", MILLISECONDS),
+                fields.get("jitter", MILLISECONDS),
+                fields.get("avg_loss", PERCENT),
+                fields.get("max_loss", PERCENT),
+                fields.get("frame_rate", FPS) if "frame_rate" in details else None,
+                fields.height() if "resolution" in details else None,
+            )
+            if _active(sample):
+                streams.append(sample)
+        elif kind == "cpu_usage":
+            cpu = _cpu(fields)
+        elif kind == "notification":
+            note = fields.text("network_notification")
+            if note is not None:
+                notifications.append(vocab.notification(note))
+        # Zoom's own example puts quality and RSSI keys inside an audio_input entry, so these are
+        # read from whatever entry carries them, attributed by the entry's type.
+        if "quality" in details or "quality_score" in details:
+            grade = _grade(kind, fields)
+            if grade is not None:
+                grades.append(grade)
+        if "avg_rssi" in details:
+            rssi = _rssi(fields)
+    key = (event, account_id, instance, participant_id, event_ts or 0, latest)
+    return QosRecord(
+        event,
+        account_id,
+        product,
+        instance,
+        participant_id,
+        event_ts / 1000.0 if event_ts is not None else None,
+        key,
+        tuple(streams),
+        tuple(grades),
+        cpu,
+        rssi,
+        tuple(notifications),
+        tuple(errors),
+    )
+
+
+def _active(sample: StreamSample) -> bool:
+    """A stream carries an observation unless every value is missing or zero.
+
+    Zoom reports inactive streams (camera off, nobody sharing) as "", as zeros or not at all; a
+    zeroed stream is not a participant-minute of that media and must not drag latency to 0.
+    """
+    return any(
+        value
+        for value in (
+            sample.bitrate,
+            sample.latency,
+            sample.jitter,
+            sample.avg_loss,
+            sample.max_loss,
+            sample.frame_rate,
+            sample.height,
+        )
+    )
+
+
+def _cpu(fields: _Fields) -> CpuUsage | None:
+    usage = CpuUsage(
+        fields.get("zoom_avg_cpu_usage", PERCENT),
+        fields.get("zoom_max_cpu_usage", PERCENT),
+        fields.get("system_max_cpu_usage", PERCENT),
+    )
+    return usage if usage != _NO_CPU else None
+
+
+_NO_CPU = CpuUsage(None, None, None)
+
+
+def _grade(kind: object, fields: _Fields) -> QualityGrade | None:
+    media = vocab.media_of_type(kind)
+    if media is None:
+        return None
+    raw_quality = fields.text("quality")
+    quality = vocab.QUALITIES.get(raw_quality.lower()) if raw_quality is not None else None
+    if raw_quality is not None and quality is None:
+        fields.errors.append("quality")
+    score = fields.get("quality_score", PLAIN)
+    if quality is None and score is None:
+        return None
+    return QualityGrade(media, quality, score)
+
+
+def _rssi(fields: _Fields) -> float | None:
+    unit = fields.text("rssi_unit")
+    if unit is not None and unit.lower() != "dbm":
+        fields.errors.append("rssi_unit")
+        return None
+    return fields.get("avg_rssi", DBM)
+
+
+def _summary(
+    event: str,
+    product: Product,
+    account_id: str,
+    instance: str,
+    participant_id: str,
+    event_time: float | None,
+    entries: list[Any],
+) -> SummaryRecord:
+    errors: list[str] = []
+    streams: list[StreamSummary] = []
+    grades: list[QualityGrade] = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("details"), dict):
+            errors.append("qos")
+            continue
+        kind = entry.get("type")
+        fields = _Fields(entry["details"], errors)
+        stream = vocab.STREAM_TYPES.get(kind) if isinstance(kind, str) else None
+        if stream is not None:
+            summary = StreamSummary(
+                stream[0],
+                stream[1],
+                stream[2],
+                fields.get("avg_bitrate", KBPS),
+                fields.get("max_bitrate", KBPS),
+                fields.get("avg_latency", MILLISECONDS),
+                fields.get("max_latency", MILLISECONDS),
+                fields.get("avg_jitter", MILLISECONDS),
+                fields.get("max_jitter", MILLISECONDS),
+                fields.get("avg_loss", PERCENT),
+                fields.get("max_loss", PERCENT),
+            )
+            if _summary_active(summary):
+                streams.append(summary)
+        if "quality" in entry["details"] or "quality_score" in entry["details"]:
+            grade = _grade(kind, fields)
+            if grade is not None:
+                grades.append(grade)
+    # A participant session has one summary, whichever way it arrives (webhook, WebSocket, REST).
+    key = ("qos_summary", account_id, product, instance, participant_id)
+    return SummaryRecord(
+        event,
+        account_id,
+        product,
+        instance,
+        participant_id,
+        event_time,
+        key,
+        tuple(streams),
+        tuple(grades),
+        tuple(errors),
+    )
+
+
+def _summary_active(summary: StreamSummary) -> bool:
+    return any(
+        (
+            summary.avg_bitrate,
+            summary.max_bitrate,
+            summary.avg_latency,
+            summary.max_latency,
+            summary.avg_jitter,
+            summary.max_jitter,
+            summary.avg_loss,
+            summary.max_loss,
+        )
+    )
+
+
+_ADDRESS_KEYS = (
+    "signaling_ip_address",
+    "signaling_internal_ip_address",
+    "audio_internal_ip_address",
+    "video_internal_ip_address",
+    "as_internal_ip_address",
+)
+
+
+def _participant_info(
+    event: str,
+    product: Product,
+    account_id: str,
+    instance: str,
+    participant_id: str,
+    person: dict[str, Any],
+    event_ts: int | None,
+) -> ParticipantInfo | InvalidEvent:
+    entries = person.get("data")
+    if not isinstance(entries, list):
+        return InvalidEvent(event, "data")
+    # Zoom's examples carry one element; if there are several, the last one is the latest state.
+    data: dict[str, Any] = {}
+    for entry in entries:
+        if isinstance(entry, dict):
+            data.update(entry)
+    addresses = tuple(
+        dict.fromkeys(
+            value.strip() for key in _ADDRESS_KEYS if isinstance(value := data.get(key), str) and value.strip()
+        )
+    )
+    return ParticipantInfo(
+        event,
+        account_id,
+        product,
+        instance,
+        participant_id,
+        event_ts / 1000.0 if event_ts is not None else None,
+        (event, account_id, instance, participant_id, event_ts or 0),
+        vocab.network_type(data.get("network_type")),
+        vocab.client_os(data.get("device")),
+        vocab.client_version(data.get("version")),
+        vocab.data_center(data.get("data_center")),
+        addresses,
+        event.endswith("_summary"),
+    )
+
+
+def _phone(event: str, account_id: str, obj: dict[str, Any], event_ts: int | None) -> Decoded:
+    call_id = obj.get("call_id")
+    if isinstance(call_id, int) and not isinstance(call_id, bool):
+        call_id = str(call_id)
+    if not isinstance(call_id, str) or not call_id:
+        return InvalidEvent(event, "call_id")
+    legs = obj.get("call_qos")
+    # phone.call_qos carries one leg as an object with one sample as an object; the summary an
+    # array of legs, each with an array of samples. Both shapes are accepted in both events.
+    if isinstance(legs, dict):
+        legs = [legs]
+    if not isinstance(legs, list):
+        return InvalidEvent(event, "call_qos")
+    errors: list[str] = []
+    samples: list[PhoneSample] = []
+    for leg in legs:
+        leg_name = leg.get("type") if isinstance(leg, dict) else None
+        if leg_name not in vocab.PHONE_LEGS:
+            errors.append("call_qos.type")
+            continue
+        entries = leg.get("qos")
+        for entry in [entries] if isinstance(entries, dict) else entries if isinstance(entries, list) else []:
+            sample = _phone_sample(leg_name, entry, errors)
+            if sample is not None:
+                samples.append(sample)
+    ended = (isinstance(obj.get("call_end_time"), str) and bool(obj["call_end_time"])) or event.endswith("_summary")
+    if event == "phone.call_qos" and len(samples) == 1:
+        first = samples[0]
+        key: tuple[str | int, ...] = (event, account_id, call_id, first.leg, first.direction, first.sample_time)
+    else:
+        key = (event, account_id, call_id, event_ts or 0)
+    return PhoneQosRecord(
+        event,
+        account_id,
+        call_id,
+        event_ts / 1000.0 if event_ts is not None else None,
+        key,
+        ended,
+        tuple(samples),
+        tuple(errors),
+    )
+
+
+def _phone_sample(leg: str, entry: object, errors: list[str]) -> PhoneSample | None:
+    if not isinstance(entry, dict) or not isinstance(entry.get("details"), dict):
+        errors.append("qos")
+        return None
+    direction = entry.get("type")
+    if direction not in vocab.PHONE_DIRECTIONS:
+        errors.append("qos.type")
+        return None
+    stamp = entry.get("date_time")
+    fields = _Fields(entry["details"], errors)
+    # Zoom Phone sends bare numbers ("31", "0.4"); the parser also takes them with units.
+    return PhoneSample(
+        leg,
+        direction,
+        stamp if isinstance(stamp, str) else "",
+        fields.get("mos", PLAIN),
+        fields.get("network_delay", MILLISECONDS),
+        fields.get("jitter", MILLISECONDS),
+        fields.get("avg_loss", PERCENT),
+        fields.get("max_loss", PERCENT),
+        fields.get("bitrate", KBPS),
+    )

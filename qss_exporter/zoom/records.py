@@ -1,0 +1,196 @@
+"""Typed, immutable records that every source (webhook, WebSocket, poller, replay, demo) produces.
+
+Values are already in base units: seconds, bytes per second, ratios 0-1, dBm. A field that Zoom
+left empty or sent unparsable is None; unparsable fields are also named in `parse_errors`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "CpuUsage",
+    "DedupeKey",
+    "InvalidEvent",
+    "ParticipantInfo",
+    "PhoneQosRecord",
+    "PhoneSample",
+    "Product",
+    "QosRecord",
+    "QualityGrade",
+    "Record",
+    "StreamSample",
+    "StreamSummary",
+    "SummaryRecord",
+    "UnknownEvent",
+    "UrlValidation",
+]
+
+Product = Literal["meeting", "webinar", "session"]
+Media = Literal["audio", "video", "share"]
+Quality = Literal["good", "fair", "poor", "bad"]
+DedupeKey = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSample:
+    """One media stream of one participant for one minute (a real-time qos[] entry)."""
+
+    media: Media
+    direction: str  # input/output on path client; from/to on paths crc and rwg (Zoom's own words)
+    path: str  # client, crc, rwg
+    bitrate: float | None
+    latency: float | None
+    jitter: float | None
+    avg_loss: float | None
+    max_loss: float | None
+    frame_rate: float | None
+    height: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class QualityGrade:
+    """Zoom's own grade of a media for one minute (`audio_quality`, `video_quality`, `as_quality`)."""
+
+    media: Media
+    quality: Quality | None
+    score: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class CpuUsage:
+    """Client CPU as ratios 0-1 (Zoom sends percent)."""
+
+    zoom_avg: float | None
+    zoom_max: float | None
+    system_max: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class QosRecord:
+    """`meeting|webinar.participant_qos` or `session.user_qos`: one participant, one minute."""
+
+    event: str
+    account_id: str
+    product: Product
+    instance: str  # meeting/webinar uuid or Video SDK session_id
+    participant_id: str  # per-instance participant id
+    event_time: float | None  # event_ts in seconds
+    dedupe_key: DedupeKey
+    streams: tuple[StreamSample, ...]
+    grades: tuple[QualityGrade, ...]
+    cpu: CpuUsage | None
+    rssi_dbm: float | None  # average Wi-Fi RSSI
+    notifications: tuple[str, ...]
+    parse_errors: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSummary:
+    """Whole-session statistics of one media stream of one participant."""
+
+    media: Media
+    direction: str
+    path: str
+    avg_bitrate: float | None
+    max_bitrate: float | None
+    avg_latency: float | None
+    max_latency: float | None
+    avg_jitter: float | None
+    max_jitter: float | None
+    avg_loss: float | None
+    max_loss: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryRecord:
+    """`*_qos_summary`: one participant's whole session, sent when they leave (or polled later)."""
+
+    event: str
+    account_id: str
+    product: Product
+    instance: str
+    participant_id: str
+    event_time: float | None
+    dedupe_key: DedupeKey
+    streams: tuple[StreamSummary, ...]
+    grades: tuple[QualityGrade, ...]
+    parse_errors: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantInfo:
+    """`*_data` / `*_data_summary`: what a participant joined with. Feeds enrichment labels only.
+
+    `addresses` (signalling and LAN IPs) exist only to map the participant to an operator-defined
+    site; they are never exported.
+    """
+
+    event: str
+    account_id: str
+    product: Product
+    instance: str
+    participant_id: str
+    event_time: float | None
+    dedupe_key: DedupeKey
+    network_type: str | None  # normalised: wired, wifi, cellular, ppp, other
+    client_os: str | None  # normalised from `device`
+    client_version: str | None  # major.minor of `version`
+    data_center: str | None
+    addresses: tuple[str, ...]
+    final: bool  # a *_data_summary: the participant has left
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneSample:
+    """One Zoom Phone QoS sample of one call leg in one direction."""
+
+    leg: str  # caller, callee
+    direction: str  # sending, receiving
+    sample_time: str  # Zoom's date_time, part of the sample's identity
+    mos: float | None
+    latency: float | None  # network_delay
+    jitter: float | None
+    avg_loss: float | None
+    max_loss: float | None
+    bitrate: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneQosRecord:
+    """`phone.call_qos` (one sample) or `phone.call_qos_summary` (all legs, call ended)."""
+
+    event: str
+    account_id: str
+    call_id: str
+    event_time: float | None
+    dedupe_key: DedupeKey
+    ended: bool
+    samples: tuple[PhoneSample, ...]
+    parse_errors: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UrlValidation:
+    """`endpoint.url_validation`: Zoom asks us to prove we hold the secret token."""
+
+    plain_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownEvent:
+    """A well-formed envelope whose event this version does not know (counted, not an error)."""
+
+    event: str
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidEvent:
+    """A body that is not a usable event; `field` names what was missing or wrong."""
+
+    event: str
+    field: str
+
+
+Record = QosRecord | SummaryRecord | ParticipantInfo | PhoneQosRecord

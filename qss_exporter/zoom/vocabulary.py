@@ -1,0 +1,132 @@
+"""Zoom's words mapped onto the exporter's small, fixed label vocabularies.
+
+Every function here returns a value from a closed set (or None), so that whatever Zoom sends,
+enrichment labels cannot grow without bound.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from qss_exporter.zoom.records import Media, Quality
+
+__all__ = [
+    "PHONE_DIRECTIONS",
+    "PHONE_LEGS",
+    "QUALITIES",
+    "STREAM_TYPES",
+    "client_os",
+    "client_version",
+    "data_center",
+    "media_of_type",
+    "network_type",
+    "notification",
+]
+
+_MEDIA: Final[dict[str, Media]] = {"audio": "audio", "video": "video", "as": "share"}
+
+
+def _stream_types() -> dict[str, tuple[Media, str, str]]:
+    types: dict[str, tuple[Media, str, str]] = {}
+    for prefix, media in _MEDIA.items():
+        types[f"{prefix}_input"] = (media, "input", "client")
+        types[f"{prefix}_output"] = (media, "output", "client")
+        for path in ("crc", "rwg"):
+            types[f"{prefix}_device_from_{path}"] = (media, "from", path)
+            types[f"{prefix}_device_to_{path}"] = (media, "to", path)
+    return types
+
+
+# QoS `type` -> (media, direction, path): the 18 media types of REFERENCE.md §1.6.
+STREAM_TYPES: Final = _stream_types()
+
+QUALITIES: Final[dict[str, Quality]] = {"good": "good", "fair": "fair", "poor": "poor", "bad": "bad"}
+PHONE_LEGS: Final = frozenset({"caller", "callee"})
+PHONE_DIRECTIONS: Final = frozenset({"sending", "receiving"})
+
+
+def media_of_type(kind: object) -> Media | None:
+    """The media a QoS entry type speaks about: `audio_quality` and `audio_input` -> audio."""
+    if not isinstance(kind, str):
+        return None
+    stream = STREAM_TYPES.get(kind)
+    if stream is not None:
+        return stream[0]
+    return _MEDIA.get(kind.removesuffix("_quality")) if kind.endswith("_quality") else None
+
+
+_NETWORK_TYPES: Final = {
+    "wired": "wired",
+    "ethernet": "wired",
+    "wifi": "wifi",
+    "wi-fi": "wifi",
+    "cellular": "cellular",
+    "3g": "cellular",
+    "4g": "cellular",
+    "5g": "cellular",
+    "lte": "cellular",
+    "ppp": "ppp",
+    "others": "other",
+    "other": "other",
+}
+
+
+def network_type(raw: object) -> str | None:
+    """`Wired`, `Wifi`, `Cellular`, `3G`, `PPP`, `Others` -> wired, wifi, cellular, ppp, other."""
+    if not isinstance(raw, str) or not raw.strip():
+        return None
+    return _NETWORK_TYPES.get(raw.strip().lower(), "other")
+
+
+_CLIENT_OS: Final = {
+    "windows": "windows",
+    "win": "windows",
+    "mac": "macos",
+    "macos": "macos",
+    "ios": "ios",
+    "ipados": "ios",
+    "android": "android",
+    "linux": "linux",
+    "chromeos": "chromeos",
+    "phone": "phone",
+    "h.323/sip": "h323_sip",
+    "web": "web",
+}
+
+
+def client_os(raw: object) -> str | None:
+    """Zoom's join `device` (`Windows`, `WIN`, `Mac`, `iOS`, `H.323/SIP`, ...) as a small enum."""
+    if not isinstance(raw, str) or not raw.strip():
+        return None
+    return _CLIENT_OS.get(raw.strip().lower(), "other")
+
+
+def client_version(raw: object) -> str | None:
+    """Major.minor of a client version ("6.2.5.41632" -> "6.2"): patch builds would explode cardinality."""
+    if not isinstance(raw, str) or not raw.strip():
+        return None
+    parts = raw.strip().split(".")
+    if len(parts) >= 2 and all(p.isascii() and p.isdigit() and len(p) <= 4 for p in parts[:2]):
+        return f"{int(parts[0])}.{int(parts[1])}"
+    return "other"
+
+
+def data_center(raw: object) -> str | None:
+    """Zoom data centre code: "FR (Sub)" -> "FR". Anything that is not a short code is "other"."""
+    if not isinstance(raw, str) or not raw.strip():
+        return None
+    code = raw.strip().partition("(")[0].strip()
+    if 0 < len(code) <= 24 and code.isascii() and all(c.isalnum() or c in " -_" for c in code):
+        return code
+    return "other"
+
+
+_NOTIFICATIONS: Final = {
+    "network bandwidth low": "network_bandwidth_low",
+    "internet connection unstable": "internet_connection_unstable",
+}
+
+
+def notification(raw: str) -> str:
+    """Zoom's `network_notification` text as a label value; unknown texts become "other"."""
+    return _NOTIFICATIONS.get(raw.strip().lower(), "other")
