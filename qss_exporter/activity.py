@@ -1,0 +1,66 @@
+"""Who is active right now: participants and phone calls seen within the activity window.
+
+An entry is active while its latest record is younger than the window; a leave (summary or
+data-summary event, or a call's end) removes it at once, and a late redelivered record of a
+participant who already left does not bring them back.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+
+from qss_exporter.store import Sample
+
+__all__ = ["ActivityTracker"]
+
+Key = tuple[str, ...]
+
+
+class ActivityTracker:
+    """Entities keyed by a tuple whose leading `group_width` items are the gauge's labels' prefix."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._seen: dict[Key, tuple[float, tuple[str, ...]]] = {}
+        self._ended: dict[Key, float] = {}
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def touch(self, key: Key, at: float, labels: tuple[str, ...]) -> None:
+        """Record activity of `key` at time `at`, to be counted under `labels`."""
+        if key in self._ended:
+            return
+        previous = self._seen.get(key)
+        if previous is None or previous[0] <= at:
+            self._seen[key] = (at, labels)
+
+    def end(self, key: Key, now: float) -> None:
+        self._seen.pop(key, None)
+        self._ended[key] = now
+
+    def _active(self, now: float) -> Iterator[tuple[Key, tuple[str, ...]]]:
+        cutoff = now - self.window
+        for key, (at, labels) in self._seen.items():
+            if at >= cutoff:
+                yield key, labels
+
+    def count_by_labels(self, now: float) -> list[Sample]:
+        counts = Counter(labels for _, labels in self._active(now))
+        return [Sample(labels, float(n)) for labels, n in counts.items()]
+
+    def count_distinct(self, now: float, width: int, label_width: int) -> list[Sample]:
+        """Distinct key prefixes of `width` items, counted by their first `label_width` items."""
+        prefixes = {key[:width] for key, _ in self._active(now)}
+        counts = Counter(prefix[:label_width] for prefix in prefixes)
+        return [Sample(labels, float(n)) for labels, n in counts.items()]
+
+    def expire(self, now: float) -> int:
+        cutoff = now - self.window
+        stale = [key for key, (at, _) in self._seen.items() if at < cutoff]
+        for key in stale:
+            del self._seen[key]
+        for key in [key for key, at in self._ended.items() if at < cutoff]:
+            del self._ended[key]
+        return len(stale)

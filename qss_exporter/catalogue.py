@@ -1,0 +1,259 @@
+"""Every metric family the exporter exposes, declared once: the code side of docs/metrics.md.
+
+Label sets are fixed here at start-up (the enrichment labels come from the configuration), and
+default buckets follow the design's METRICS.md; any family's buckets can be overridden.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from qss_exporter import __version__
+from qss_exporter.store import GaugeFamily, HistogramFamily, Sample, Store
+
+__all__ = ["DEFAULT_BUCKETS", "WEBHOOK_OUTCOMES", "Catalogue"]
+
+_LATENCY = (0.005, 0.01, 0.02, 0.04, 0.08, 0.15, 0.3, 0.6, 1.2)
+_LOSS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+_BITRATE = (2500, 5000, 10000, 25000, 50000, 125000, 250000, 500000, 1000000)
+_SCORE = (1, 2, 2.5, 3, 3.5, 4, 4.5, 5)
+
+DEFAULT_BUCKETS: dict[str, tuple[float, ...]] = {
+    "zoom_qss_media_latency_seconds": _LATENCY,
+    "zoom_qss_media_jitter_seconds": _LATENCY,
+    "zoom_qss_media_packet_loss_ratio": _LOSS,
+    "zoom_qss_media_max_packet_loss_ratio": _LOSS,
+    "zoom_qss_media_bitrate_bytes_per_second": _BITRATE,
+    "zoom_qss_media_frames_per_second": (5, 10, 15, 20, 25, 30),
+    "zoom_qss_media_frame_height_pixels": (180, 360, 540, 720, 1080, 2160),
+    "zoom_qss_quality_score": _SCORE,
+    "zoom_qss_cpu_usage_ratio": (0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 1),
+    "zoom_qss_wifi_rssi_dbm": (-90, -80, -70, -67, -60, -50, -30),
+    "zoom_qss_phone_mos": _SCORE,
+    "zoom_qss_phone_latency_seconds": _LATENCY,
+    "zoom_qss_phone_jitter_seconds": _LATENCY,
+    "zoom_qss_phone_packet_loss_ratio": _LOSS,
+    "zoom_qss_phone_bitrate_bytes_per_second": _BITRATE,
+    "zoom_qss_participant_session_latency_seconds": _LATENCY,
+    "zoom_qss_participant_session_jitter_seconds": _LATENCY,
+    "zoom_qss_participant_session_packet_loss_ratio": _LOSS,
+    "zoom_qss_participant_session_bitrate_bytes_per_second": _BITRATE,
+    "zoom_qss_event_lag_seconds": (1, 5, 15, 30, 60, 120, 300, 900, 1800, 3600, 7200),
+}
+
+WEBHOOK_OUTCOMES = (
+    "accepted",
+    "url_validation",
+    "duplicate",
+    "unknown_event",
+    "bad_signature",
+    "missing_signature",
+    "stale_timestamp",
+    "malformed",
+    "too_large",
+    "overloaded",
+)
+
+_STREAM = ("account", "product", "media", "direction", "path")
+
+
+@dataclass(frozen=True, slots=True)
+class _Histograms:
+    latency: HistogramFamily
+    jitter: HistogramFamily
+    loss: HistogramFamily
+    bitrate: HistogramFamily
+
+
+class Catalogue:
+    """Creates the families on a store and holds them by role for the pipeline to record into."""
+
+    def __init__(
+        self,
+        store: Store,
+        enrichment: Sequence[str],
+        buckets: Mapping[str, Sequence[float]],
+        series_ttl: float,
+    ) -> None:
+        unknown = sorted(set(buckets) - set(DEFAULT_BUCKETS))
+        if unknown:
+            raise ValueError(f"bucket overrides for unknown histogram families: {', '.join(unknown)}")
+        self._store = store
+        self._buckets = {**DEFAULT_BUCKETS, **{name: tuple(b) for name, b in buckets.items()}}
+        self._ttl = series_ttl
+        extra = tuple(enrichment)
+        stream = (*_STREAM, *extra)
+
+        # Real-time stream: one observation per participant, media stream and minute.
+        self.media_latency = self._histogram(
+            "zoom_qss_media_latency_seconds", "One-way media latency per participant-minute (Zoom `latency`).", stream
+        )
+        self.media_jitter = self._histogram(
+            "zoom_qss_media_jitter_seconds", "Media jitter per participant-minute (Zoom `jitter`).", stream
+        )
+        self.media_loss = self._histogram(
+            "zoom_qss_media_packet_loss_ratio",
+            "Average packet loss per participant-minute (Zoom `avg_loss`), ratio 0-1.",
+            stream,
+        )
+        self.media_max_loss = self._histogram(
+            "zoom_qss_media_max_packet_loss_ratio",
+            "Maximum packet loss within each participant-minute (Zoom `max_loss`), ratio 0-1.",
+            stream,
+        )
+        self.media_bitrate = self._histogram(
+            "zoom_qss_media_bitrate_bytes_per_second",
+            "Media bitrate per participant-minute (Zoom `bitrate`, kbps x 125).",
+            stream,
+        )
+        self.media_frame_rate = self._histogram(
+            "zoom_qss_media_frames_per_second",
+            "Video and screen-share frame rate per participant-minute (Zoom `frame_rate`).",
+            stream,
+        )
+        self.media_height = self._histogram(
+            "zoom_qss_media_frame_height_pixels",
+            "Video and screen-share resolution height per participant-minute (Zoom `resolution`).",
+            stream,
+        )
+        self.media_records = store.counter(
+            "zoom_qss_media_records_total",
+            "Participant-minutes per media stream: real-time QoS entries with at least one value.",
+            stream,
+            ttl=series_ttl,
+        )
+        graded = ("account", "product", "media", *extra)
+        self.quality_records = store.counter(
+            "zoom_qss_quality_records_total",
+            "Participant-minutes by Zoom's own quality grade (`audio_quality`, `video_quality`, `as_quality`).",
+            ("account", "product", "media", "quality", *extra),
+            ttl=series_ttl,
+        )
+        self.quality_score = self._histogram(
+            "zoom_qss_quality_score",
+            "Zoom's quality score per participant-minute (scale as Zoom reports it, 1-5).",
+            graded,
+        )
+        self.cpu_usage = self._histogram(
+            "zoom_qss_cpu_usage_ratio",
+            "Client CPU usage per participant-minute; measure is zoom_avg, zoom_max or system_max.",
+            ("account", "product", "measure", *extra),
+        )
+        self.wifi_rssi = self._histogram(
+            "zoom_qss_wifi_rssi_dbm",
+            "Average Wi-Fi signal strength per participant-minute, dBm.",
+            ("account", "product", *extra),
+        )
+        self.network_notifications = store.counter(
+            "zoom_qss_network_notifications_total",
+            "Client network warnings (`network bandwidth low`, `internet connection unstable`).",
+            ("account", "product", "notification", *extra),
+            ttl=series_ttl,
+        )
+
+        # Zoom Phone.
+        leg = ("account", "leg", "direction")
+        self.phone_mos = self._histogram(
+            "zoom_qss_phone_mos", "Zoom Phone Mean Opinion Score per sample, 1-5 (Zoom treats < 3.5 as poor).", leg
+        )
+        self.phone_latency = self._histogram(
+            "zoom_qss_phone_latency_seconds", "Zoom Phone network delay per sample (Zoom `network_delay`).", leg
+        )
+        self.phone_jitter = self._histogram("zoom_qss_phone_jitter_seconds", "Zoom Phone jitter per sample.", leg)
+        self.phone_loss = self._histogram(
+            "zoom_qss_phone_packet_loss_ratio", "Zoom Phone average packet loss per sample, ratio 0-1.", leg
+        )
+        self.phone_bitrate = self._histogram(
+            "zoom_qss_phone_bitrate_bytes_per_second", "Zoom Phone bitrate per sample (kbps x 125).", leg
+        )
+        self.phone_calls = store.counter(
+            "zoom_qss_phone_calls_total",
+            "Zoom Phone calls that ended (`phone.call_qos_summary`).",
+            ("account",),
+            ttl=series_ttl,
+        )
+
+        # Session summaries: one observation per participant session.
+        summary = (*_STREAM, "stat", *extra)
+        self.participant_sessions = store.counter(
+            "zoom_qss_participant_sessions_total",
+            "Participant sessions summarised (`*_qos_summary`), counted once whichever source delivered them.",
+            ("account", "product", "source"),
+            ttl=series_ttl,
+        )
+        self.summary = _Histograms(
+            self._histogram(
+                "zoom_qss_participant_session_latency_seconds",
+                "Whole-session latency per participant session; stat is avg or max.",
+                summary,
+            ),
+            self._histogram(
+                "zoom_qss_participant_session_jitter_seconds",
+                "Whole-session jitter per participant session; stat is avg or max.",
+                summary,
+            ),
+            self._histogram(
+                "zoom_qss_participant_session_packet_loss_ratio",
+                "Whole-session packet loss per participant session, ratio 0-1; stat is avg or max.",
+                summary,
+            ),
+            self._histogram(
+                "zoom_qss_participant_session_bitrate_bytes_per_second",
+                "Whole-session bitrate per participant session; stat is avg or max.",
+                summary,
+            ),
+        )
+        self.summary_quality = store.counter(
+            "zoom_qss_participant_session_quality_total",
+            "Participant sessions by Zoom's whole-session quality grade.",
+            ("account", "product", "media", "quality", *extra),
+            ttl=series_ttl,
+        )
+
+        # The exporter itself.
+        self.webhook_requests = store.counter(
+            "zoom_qss_webhook_requests_total", "Webhook requests by outcome.", ("outcome",)
+        )
+        for outcome in WEBHOOK_OUTCOMES:
+            self.webhook_requests.inc((outcome,), 0)
+        self.events = store.counter(
+            "zoom_qss_events_total",
+            "QSS events taken into the pipeline (duplicates excluded), by source and event.",
+            ("source", "event"),
+        )
+        self.event_lag = self._histogram(
+            "zoom_qss_event_lag_seconds", "Receive time minus the event's event_ts.", ("source",), ttl=None
+        )
+        self.parse_errors = store.counter(
+            "zoom_qss_parse_errors_total", "Values dropped because they could not be parsed, by field.", ("field",)
+        )
+        self.build_info: GaugeFamily = store.gauge(
+            "zoom_qss_build_info", "Always 1; the exporter's version.", ("version",)
+        )
+        self.build_info.set((__version__,), 1)
+
+    def _histogram(
+        self, name: str, documentation: str, labelnames: Sequence[str], ttl: float | None = -1.0
+    ) -> HistogramFamily:
+        return self._store.histogram(
+            name, documentation, labelnames, self._buckets[name], ttl=self._ttl if ttl == -1.0 else ttl
+        )
+
+    def add_store_metrics(self) -> None:
+        """Series counts and refusals per family (registered last, so they include every family)."""
+        store = self._store
+        families = list(store.stored_families())
+        store.callback(
+            "zoom_qss_series",
+            "Series held per family.",
+            ("family",),
+            lambda: [Sample((f.name,), float(len(f))) for f in families],
+        )
+        store.callback(
+            "zoom_qss_series_dropped_total",
+            "Series refused by the hard series cap (limits.max_series), per family.",
+            ("family",),
+            lambda: [Sample((f.name,), float(f.dropped)) for f in families],
+            type="counter",
+        )

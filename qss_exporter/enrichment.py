@@ -1,0 +1,97 @@
+"""What `*_data` events told us about each participant, as label values for their later QoS records.
+
+Keyed by (account id, instance, participant id); entries expire after a TTL and the table is
+bounded (least recently updated first out). IP addresses are used here, once per data event, to
+find the operator's site, and are not kept.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+
+from qss_exporter.zoom.records import ParticipantInfo
+
+__all__ = ["ENRICHMENT_LABELS", "ParticipantDirectory", "SiteMap"]
+
+# Every enrichment label the exporter knows, in the order they appear on a series.
+ENRICHMENT_LABELS = ("network_type", "site", "data_center", "client_os", "client_version")
+UNKNOWN = "unknown"
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class SiteMap:
+    """Operator-defined CIDR -> site name; the longest matching prefix wins."""
+
+    def __init__(self, sites: Iterable[tuple[str, Sequence[str]]]) -> None:
+        networks = [(ipaddress.ip_network(cidr, strict=False), name) for name, cidrs in sites for cidr in cidrs]
+        self._networks: list[tuple[Network, str]] = sorted(networks, key=lambda item: -item[0].prefixlen)
+
+    def __bool__(self) -> bool:
+        return bool(self._networks)
+
+    def site_of(self, addresses: Iterable[str]) -> str:
+        for text in addresses:
+            try:
+                address = ipaddress.ip_address(text)
+            except ValueError:
+                continue
+            for network, name in self._networks:
+                if address.version == network.version and address in network:
+                    return name
+        return UNKNOWN
+
+
+class ParticipantDirectory:
+    """Label values per participant for the enabled enrichment labels (`labels` order)."""
+
+    def __init__(self, labels: Sequence[str], sites: SiteMap, ttl: float, max_entries: int) -> None:
+        unknown = set(labels) - set(ENRICHMENT_LABELS)
+        if unknown:
+            raise ValueError(f"unknown enrichment labels {sorted(unknown)}")
+        self.labels = tuple(labels)
+        self.default = (UNKNOWN,) * len(self.labels)
+        self._sites = sites
+        self._ttl = ttl
+        self._max_entries = max_entries
+        # Insertion order is update order (an update re-inserts), so expiry pops from the front.
+        self._entries: dict[tuple[str, str, str], tuple[float, tuple[str, ...]]] = {}
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def lookup(self, account_id: str, instance: str, participant_id: str) -> tuple[str, ...]:
+        entry = self._entries.get((account_id, instance, participant_id))
+        return entry[1] if entry is not None else self.default
+
+    def update(self, info: ParticipantInfo, now: float) -> tuple[str, ...]:
+        key = (info.account_id, info.instance, info.participant_id)
+        previous = self._entries.pop(key, None)
+        known = {
+            "network_type": info.network_type,
+            "site": self._sites.site_of(info.addresses) if info.addresses else None,
+            "data_center": info.data_center,
+            "client_os": info.client_os,
+            "client_version": info.client_version,
+        }
+        old = previous[1] if previous is not None else self.default
+        # A later data event that leaves a field empty does not erase what an earlier one said.
+        values = tuple(known[name] or old_value for name, old_value in zip(self.labels, old, strict=True))
+        self._entries[key] = (now, values)
+        if len(self._entries) > self._max_entries:
+            del self._entries[next(iter(self._entries))]
+            self.evicted += 1
+        return values
+
+    def expire(self, now: float) -> int:
+        cutoff = now - self._ttl
+        expired = 0
+        while self._entries:
+            key = next(iter(self._entries))
+            if self._entries[key][0] >= cutoff:
+                break
+            del self._entries[key]
+            expired += 1
+        return expired

@@ -1,0 +1,282 @@
+"""The in-memory metric store: the single source of truth that every output renders from.
+
+It knows families, label tuples, buckets and time, and nothing about Zoom. Recording is plain
+attribute arithmetic on pre-built series objects (no locks: everything runs on one event loop), so
+that an observation costs well under a microsecond; `prometheus_client` measured ~3 us (see the
+performance issue). A hard cap on series protects the process; what it refuses is counted.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Generic, Literal, TypeVar
+
+__all__ = [
+    "CallbackFamily",
+    "CounterFamily",
+    "Family",
+    "GaugeFamily",
+    "HistogramFamily",
+    "LabelValues",
+    "Sample",
+    "Store",
+]
+
+LabelValues = tuple[str, ...]
+FamilyType = Literal["counter", "gauge", "histogram"]
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def label_text(names: Sequence[str], values: LabelValues) -> str:
+    """`a="x",b="y"`: the exposition form of a label set, built once per series and cached."""
+    return ",".join(f'{name}="{_escape(value)}"' for name, value in zip(names, values, strict=True))
+
+
+class Series:
+    """State shared by all series: labels, their cached exposition text and last update time."""
+
+    __slots__ = ("labels", "text", "touched")
+
+    def __init__(self, labels: LabelValues, text: str, now: float) -> None:
+        self.labels = labels
+        self.text = text
+        self.touched = now
+
+
+class CounterSeries(Series):
+    __slots__ = ("value",)
+
+    def __init__(self, labels: LabelValues, text: str, now: float) -> None:
+        super().__init__(labels, text, now)
+        self.value = 0.0
+
+
+class HistogramSeries(Series):
+    """Per-bucket (not cumulative) counts; the last slot is the +Inf bucket."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self, labels: LabelValues, text: str, now: float, buckets: int) -> None:
+        super().__init__(labels, text, now)
+        self.counts = [0] * (buckets + 1)
+        self.sum = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """A computed gauge value (callback gauges have no stored series)."""
+
+    labels: LabelValues
+    value: float
+
+
+S = TypeVar("S", bound=Series)
+
+
+class Family(Generic[S]):
+    """A metric family with a fixed label set. `ttl` None means its series never expire."""
+
+    type: FamilyType
+
+    def __init__(self, store: Store, name: str, documentation: str, labelnames: Sequence[str], ttl: float | None):
+        self.store = store
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self.ttl = ttl
+        self.dropped = 0  # series refused by the store's cap
+        self._series: dict[LabelValues, S] = {}
+
+    def __len__(self) -> int:
+        return len(self._series)
+
+    def series(self) -> Iterator[S]:
+        return iter(list(self._series.values()))
+
+    def remove(self, labels: LabelValues) -> None:
+        if self._series.pop(labels, None) is not None:
+            self.store.series_count -= 1
+
+    def clear(self) -> None:
+        self.store.series_count -= len(self._series)
+        self._series.clear()
+
+    def expire(self, now: float) -> int:
+        """Drop series not updated for `ttl` seconds; returns how many were dropped."""
+        if self.ttl is None:
+            return 0
+        cutoff = now - self.ttl
+        stale = [labels for labels, series in self._series.items() if series.touched < cutoff]
+        for labels in stale:
+            del self._series[labels]
+        self.store.series_count -= len(stale)
+        return len(stale)
+
+    def _admit(self, labels: LabelValues) -> bool:
+        if len(labels) != len(self.labelnames):
+            raise ValueError(f"{self.name}: expected {len(self.labelnames)} label values, got {labels!r}")
+        store = self.store
+        if store.series_count >= store.max_series:
+            self.dropped += 1
+            return False
+        store.series_count += 1
+        return True
+
+
+class CounterFamily(Family[CounterSeries]):
+    type: FamilyType = "counter"
+
+    def inc(self, labels: LabelValues, amount: float = 1.0) -> None:
+        series = self._series.get(labels)
+        if series is None:
+            if not self._admit(labels):
+                return
+            series = self._series[labels] = CounterSeries(labels, label_text(self.labelnames, labels), self.store.now)
+        series.value += amount
+        series.touched = self.store.now
+
+    def value(self, labels: LabelValues) -> float:
+        series = self._series.get(labels)
+        return series.value if series is not None else 0.0
+
+
+class GaugeFamily(Family[CounterSeries]):
+    type: FamilyType = "gauge"
+
+    def set(self, labels: LabelValues, value: float) -> None:
+        series = self._series.get(labels)
+        if series is None:
+            if not self._admit(labels):
+                return
+            series = self._series[labels] = CounterSeries(labels, label_text(self.labelnames, labels), self.store.now)
+        series.value = value  # gauges reuse the counter's value slot
+        series.touched = self.store.now
+
+
+class HistogramFamily(Family[HistogramSeries]):
+    type: FamilyType = "histogram"
+
+    def __init__(
+        self,
+        store: Store,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        ttl: float | None,
+        buckets: Sequence[float],
+    ) -> None:
+        super().__init__(store, name, documentation, labelnames, ttl)
+        if not buckets or any(b >= a for a, b in zip(buckets[1:], buckets, strict=False)):
+            raise ValueError(f"{name}: buckets must be non-empty and strictly increasing, got {list(buckets)}")
+        self.buckets = tuple(float(b) for b in buckets)
+
+    def observe(self, labels: LabelValues, value: float) -> None:
+        series = self._series.get(labels)
+        if series is None:
+            if not self._admit(labels):
+                return
+            series = self._series[labels] = HistogramSeries(
+                labels, label_text(self.labelnames, labels), self.store.now, len(self.buckets)
+            )
+        # bisect_left: the first bound >= value, i.e. Prometheus's `le` (less than or equal).
+        series.counts[bisect_left(self.buckets, value)] += 1
+        series.sum += value
+        series.touched = self.store.now
+
+
+class CallbackFamily:
+    """A gauge or counter computed when rendered (active participants, series counts): no stored state."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        collect: Callable[[], Iterable[Sample]],
+        type: FamilyType = "gauge",
+    ) -> None:
+        self.type = type
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self.collect = collect
+
+
+AnyFamily = CounterFamily | GaugeFamily | HistogramFamily | CallbackFamily
+
+
+class Store:
+    """Owns every family, the series cap and the notion of "now" used to stamp updates.
+
+    `now` is set by whoever records (one assignment per event rather than a clock call per
+    observation); `expire` is called periodically by the application.
+    """
+
+    def __init__(self, max_series: int, clock: Callable[[], float]) -> None:
+        self.max_series = max_series
+        self.clock = clock
+        self.now = clock()
+        self.series_count = 0
+        self._families: dict[str, AnyFamily] = {}
+
+    def _register(self, family: AnyFamily) -> None:
+        if family.name in self._families:
+            raise ValueError(f"metric family {family.name} registered twice")
+        self._families[family.name] = family
+
+    def counter(
+        self, name: str, documentation: str, labelnames: Sequence[str], ttl: float | None = None
+    ) -> CounterFamily:
+        family = CounterFamily(self, name, documentation, labelnames, ttl)
+        self._register(family)
+        return family
+
+    def gauge(self, name: str, documentation: str, labelnames: Sequence[str], ttl: float | None = None) -> GaugeFamily:
+        family = GaugeFamily(self, name, documentation, labelnames, ttl)
+        self._register(family)
+        return family
+
+    def histogram(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        buckets: Sequence[float],
+        ttl: float | None = None,
+    ) -> HistogramFamily:
+        family = HistogramFamily(self, name, documentation, labelnames, ttl, buckets)
+        self._register(family)
+        return family
+
+    def callback(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        collect: Callable[[], Iterable[Sample]],
+        type: FamilyType = "gauge",
+    ) -> CallbackFamily:
+        family = CallbackFamily(name, documentation, labelnames, collect, type)
+        self._register(family)
+        return family
+
+    def families(self) -> list[AnyFamily]:
+        return list(self._families.values())
+
+    def family(self, name: str) -> AnyFamily:
+        return self._families[name]
+
+    def stored_families(self) -> Iterator[CounterFamily | GaugeFamily | HistogramFamily]:
+        for family in self._families.values():
+            if not isinstance(family, CallbackFamily):
+                yield family
+
+    def expire(self) -> int:
+        """Drop every series idle past its family's TTL; returns how many were dropped."""
+        now = self.now = self.clock()
+        return sum(family.expire(now) for family in self.stored_families())
