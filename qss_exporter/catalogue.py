@@ -53,6 +53,7 @@ WEBHOOK_OUTCOMES = (
     "malformed",
     "too_large",
     "overloaded",
+    "error",
 )
 
 _STREAM = ("account", "product", "media", "direction", "path")

@@ -37,12 +37,12 @@ class DedupeWindow:
         return self._size
 
     def seen(self, key: Hashable, now: float) -> bool:
+        if now - self._current_started >= self._span:
+            self._rotate(now)
         digest = hash(key)
         for generation in self._generations:
             if digest in generation:
                 return True
-        if now - self._current_started >= self._span:
-            self._rotate(now)
         self._generations[-1].add(digest)
         self._size += 1
         if self._size > self._max_entries:

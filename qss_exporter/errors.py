@@ -1,17 +1,16 @@
 """The exporter's own exception tree; each layer maps foreign errors into it at its edge.
 
-    QssExporterError
-     ├── ConfigError      invalid configuration (carries every problem found, not just the first)
-     ├── SignatureError   a webhook whose signature headers are missing, stale or wrong
-     ├── PayloadError     a verified body that is not a usable Zoom event
-     └── ZoomApiError     a failed call to Zoom's REST API
+QssExporterError
+ ├── ConfigError      invalid configuration (carries every problem found, not just the first)
+ ├── SignatureError   a webhook whose signature headers are missing, stale or wrong
+ └── ZoomApiError     a failed call to Zoom's REST API
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["ConfigError", "PayloadError", "QssExporterError", "SignatureError", "ZoomApiError"]
+__all__ = ["ConfigError", "QssExporterError", "SignatureError", "ZoomApiError"]
 
 
 class QssExporterError(Exception):
@@ -25,9 +24,9 @@ class ConfigError(QssExporterError):
         self.problems = list(problems)
         self.source = source
         where = f" in {source}" if source else ""
-        super().__init__(f"{len(self.problems)} configuration problem(s){where}:\n" + "\n".join(
-            f"  - {p}" for p in self.problems
-        ))
+        super().__init__(
+            f"{len(self.problems)} configuration problem(s){where}:\n" + "\n".join(f"  - {p}" for p in self.problems)
+        )
 
 
 class SignatureError(QssExporterError):
@@ -36,10 +35,6 @@ class SignatureError(QssExporterError):
     def __init__(self, reason: str, detail: str) -> None:
         self.reason = reason
         super().__init__(f"{reason}: {detail}")
-
-
-class PayloadError(QssExporterError):
-    """A verified body is not a usable Zoom event (not JSON, or not an event envelope)."""
 
 
 class ZoomApiError(QssExporterError):

@@ -100,6 +100,10 @@ class Pipeline:
             m.parse_errors.inc((field,))
         return True
 
+    def count_parse_error(self, field: str) -> None:
+        """An event rejected whole because `field` was missing or invalid."""
+        self._m.parse_errors.inc((field,))
+
     def _qos(self, record: QosRecord, now: float) -> None:
         m = self._m
         account = self.account_label(record.account_id)
@@ -215,4 +219,3 @@ class Pipeline:
         self.participants.expire(now)
         self.calls.expire(now)
         self._directory.expire(now)
-

@@ -78,11 +78,18 @@ def parse_quantity(raw: object, unit: Unit) -> float | None:
         if not math.isfinite(raw):
             raise UnitError(f"{raw!r} is not finite")
         text = repr(raw)
+        if "e" in text:  # 1e+16: already in exponent form, scale numerically
+            scaled = float(raw) * 10.0**unit.decimal_exponent * unit.factor
+            if not math.isfinite(scaled):
+                raise UnitError(f"{raw!r} is out of range")
+            return scaled
     elif raw is None:
         return None
     else:
         raise UnitError(f"{type(raw).__name__} is not a number")
     value = float(f"{text}e{unit.decimal_exponent}") if unit.decimal_exponent else float(text)
+    if not math.isfinite(value):  # a few hundred digits overflow to inf
+        raise UnitError(f"{raw!r} is out of range")
     return value * unit.factor if unit.factor != 1.0 else value
 
 

@@ -1,0 +1,189 @@
+"""Wiring and lifecycle: builds the store, pipeline and HTTP servers from a Config, runs, drains, stops.
+
+Both listeners are uvicorn servers on one event loop. Shutdown follows uvicorn's own order (stop
+accepting, let in-flight requests finish under a deadline, then cancel), driven by our signal
+handler so that one SIGTERM stops both servers and every background task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from qss_exporter import __version__
+from qss_exporter.catalogue import Catalogue
+from qss_exporter.config import Config, redacted_summary
+from qss_exporter.dedupe import DedupeWindow
+from qss_exporter.enrichment import ENRICHMENT_LABELS, ParticipantDirectory, SiteMap
+from qss_exporter.outputs.http import metrics_app
+from qss_exporter.pipeline import Pipeline
+from qss_exporter.sources.webhook import WebhookAccount, WebhookReceiver, webhook_app
+from qss_exporter.store import Store
+
+__all__ = ["Agent", "split_address"]
+
+log = logging.getLogger(__name__)
+
+GRACEFUL_SHUTDOWN_SECONDS = 8.0  # below Kubernetes' and Docker's default 10 s stop timeout
+HOUSEKEEPING_SECONDS = 30.0
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` -> (host, port); validated by the config already."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to the Agent, which runs several servers at once."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+    @property
+    def port(self) -> int:
+        return int(self.servers[0].sockets[0].getsockname()[1])
+
+
+def enrichment_labels(config: Config) -> list[str]:
+    enabled = config.labels.model_dump()
+    return [name for name in ENRICHMENT_LABELS if enabled.get(name) and (name != "site" or config.sites)]
+
+
+class Agent:
+    """One running exporter. `extra_tasks` (the demo's simulator, later the poller) run alongside."""
+
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.store = Store(config.limits.max_series, clock)
+        labels = enrichment_labels(config)
+        self.catalogue = Catalogue(self.store, labels, config.histograms.buckets, config.limits.series_ttl_seconds)
+        sites = SiteMap((site.name, [str(cidr) for cidr in site.cidrs]) for site in config.sites)
+        directory = ParticipantDirectory(
+            labels, sites, config.pipeline.enrichment_ttl_seconds, config.pipeline.enrichment_max_entries
+        )
+        dedupe = DedupeWindow(config.pipeline.dedupe_window_seconds, config.pipeline.dedupe_max_entries, clock())
+        self.pipeline = Pipeline(
+            self.store,
+            self.catalogue,
+            directory,
+            dedupe,
+            config.pipeline.activity_window_seconds,
+            {account.account_id: account.name for account in config.accounts},
+            clock,
+        )
+        self.catalogue.add_store_metrics()
+        hook = config.webhook
+        self.receiver = WebhookReceiver(
+            self.pipeline,
+            self.catalogue.webhook_requests,
+            [
+                WebhookAccount(account.name, tuple(secret.reveal() for secret in account.webhook_secret_token))
+                for account in config.accounts
+            ],
+            timestamp_tolerance=hook.timestamp_tolerance_seconds,
+            max_body_bytes=hook.max_body_bytes,
+            max_in_flight=hook.max_in_flight,
+            insecure_skip_verification=hook.insecure_skip_verification,
+            clock=clock,
+        )
+        self._servers: dict[str, _Server] = {}
+        self._ready = False
+        self._stopping = asyncio.Event()
+
+    def _server(self, app: ASGIApp, address: str) -> _Server:
+        host, port = split_address(address)
+        return _Server(
+            uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                lifespan="off",
+                log_config=None,
+                access_log=False,
+                server_header=False,
+                timeout_graceful_shutdown=int(GRACEFUL_SHUTDOWN_SECONDS),
+            )
+        )
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    def url(self, listener: str) -> str:
+        """Base URL of a started listener ("webhook" or "metrics"), with the real port."""
+        server = self._servers[listener]
+        host = server.config.host
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else host)
+        return f"http://{host}:{server.port}"
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown (safe to call from a signal handler, more than once)."""
+        self._stopping.set()
+        for server in self._servers.values():
+            server.should_exit = True
+
+    async def serve(
+        self,
+        extra_tasks: list[Callable[[Agent], Coroutine[Any, Any, None]]] | None = None,
+        on_ready: Callable[[Agent], None] | None = None,
+        install_signal_handlers: bool = False,
+    ) -> None:
+        config = self.config
+        webhook = self._server(webhook_app(self.receiver, config.webhook.path), config.listen.webhook)
+        metrics = self._server(metrics_app(self.store, lambda: self._ready), config.listen.metrics)
+        self._servers = {"webhook": webhook, "metrics": metrics}
+        if config.webhook.insecure_skip_verification:
+            log.warning(
+                "webhook signature verification is OFF (webhook.insecure_skip_verification): local testing only"
+            )
+        log.info(
+            "qss-exporter %s starting",
+            __version__,
+            extra={"fields": {"config": redacted_summary(config)}},
+        )
+        if install_signal_handlers:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+        async with asyncio.TaskGroup() as group:
+            for server in (webhook, metrics):
+                group.create_task(server.serve())
+            while not all(server.started for server in (webhook, metrics)):
+                if any(server.should_exit for server in (webhook, metrics)) or self._stopping.is_set():
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                self._ready = True
+                log.info(
+                    "listening: webhook %s%s, metrics %s/metrics",
+                    self.url("webhook"),
+                    config.webhook.path,
+                    self.url("metrics"),
+                )
+                if on_ready is not None:
+                    on_ready(self)
+            background = [group.create_task(self._housekeeping())]
+            background += [group.create_task(task(self)) for task in extra_tasks or []]
+            if self._ready:
+                await self._stopping.wait()
+            self._ready = False
+            self.stop()
+            for task in background:
+                task.cancel()
+        log.info("stopped")
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
+            self.pipeline.expire()

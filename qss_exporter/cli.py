@@ -1,0 +1,152 @@
+"""Command line: `qss-exporter run | demo | check-config | replay` (argparse; see ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from qss_exporter import __version__
+from qss_exporter.app import Agent
+from qss_exporter.config import Config, config_from_mapping, load_config
+from qss_exporter.errors import ConfigError
+from qss_exporter.logs import configure_logging
+from qss_exporter.outputs.prometheus import render
+from qss_exporter.sources.demo import DemoDriver, demo_config
+from qss_exporter.sources.replay import replay_files
+from qss_exporter.sources.simulator import default_accounts
+
+__all__ = ["main"]
+
+log = logging.getLogger("qss_exporter")
+
+
+def _config_path(args: argparse.Namespace) -> str:
+    path: str | None = args.config or os.environ.get("QSS_EXPORTER_CONFIG")
+    if not path:
+        raise SystemExit("error: give --config PATH or set QSS_EXPORTER_CONFIG")
+    return path
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(_config_path(args))
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    path = _config_path(args)
+    try:
+        config = load_config(path)
+    except ConfigError as error:
+        print(f"{path}: invalid configuration", file=sys.stderr)  # noqa: T201 - CLI output
+        for problem in error.problems:
+            print(f"  - {problem}", file=sys.stderr)  # noqa: T201 - CLI output
+        return 1
+    accounts = ", ".join(account.name for account in config.accounts)
+    print(f"{path}: ok ({len(config.accounts)} account(s): {accounts})")  # noqa: T201 - CLI output
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _load(args)
+    configure_logging(config.log.level, config.log.format)
+    asyncio.run(Agent(config).serve(install_signal_handlers=True))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    mapping, tokens = demo_config(default_accounts(), args.webhook_listen, args.metrics_listen, args.speed)
+    config = config_from_mapping(mapping, source="<demo>")
+    configure_logging(args.log_level, "plain")
+    driver = DemoDriver.create(tokens, args.speed, args.participants, args.seed)
+
+    def announce(agent: Agent) -> None:
+        lines = [
+            "qss-exporter demo is running: a simulated organisation sends signed webhooks to this agent.",
+            f"  metrics:   {agent.url('metrics')}/metrics",
+            f"  landing:   {agent.url('metrics')}/",
+            f"  webhook:   {agent.url('webhook')}{config.webhook.path}",
+            f"  speed:     {args.speed:g}x real time, ~{args.participants} concurrent participants",
+            "  incidents: " + "; ".join(incident.description for incident in driver.simulator.incidents),
+            "Press Ctrl-C to stop.",
+        ]
+        print("\n".join(lines), flush=True)  # noqa: T201 - the demo's purpose is to tell the user where to look
+
+    async def simulate(agent: Agent) -> None:
+        await driver.run(agent.url("webhook") + config.webhook.path)
+
+    async def stop_after(agent: Agent) -> None:
+        await asyncio.sleep(args.duration)
+        agent.stop()
+
+    tasks = [simulate] + ([stop_after] if args.duration else [])
+    asyncio.run(Agent(config).serve(extra_tasks=tasks, on_ready=announce, install_signal_handlers=True))
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    config = _load(args)
+    configure_logging(config.log.level, config.log.format)
+    agent = Agent(config)
+    outcomes = replay_files(agent.pipeline, [Path(p) for p in args.files])
+    summary = ", ".join(f"{name} {count}" for name, count in sorted(outcomes.items())) or "no events"
+    log.info("replayed %s: %s", " ".join(args.files), summary)
+    if args.serve:
+        asyncio.run(agent.serve(install_signal_handlers=True))
+    else:
+        sys.stdout.buffer.write(render(agent.store, args.openmetrics))
+    return 1 if outcomes.get("malformed") else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qss-exporter", description="Zoom QSS webhooks and REST summaries as Prometheus and OpenTelemetry metrics."
+    )
+    parser.add_argument("--version", action="version", version=f"qss-exporter {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--config", metavar="PATH", help="YAML configuration (default: $QSS_EXPORTER_CONFIG)")
+
+    run = commands.add_parser("run", help="run the agent")
+    with_config(run)
+    run.set_defaults(handler=cmd_run)
+
+    demo = commands.add_parser("demo", help="run the agent fed by a simulated organisation (no Zoom account needed)")
+    demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second (default 60)")
+    demo.add_argument("--participants", type=int, default=120, help="concurrent participants to simulate (default 120)")
+    demo.add_argument("--webhook-listen", default="127.0.0.1:8080", metavar="HOST:PORT", help="default 127.0.0.1:8080")
+    demo.add_argument("--metrics-listen", default="127.0.0.1:9877", metavar="HOST:PORT", help="default 127.0.0.1:9877")
+    demo.add_argument(
+        "--duration", type=float, default=0.0, metavar="SECONDS", help="stop after this long (0: run until stopped)"
+    )
+    demo.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
+    demo.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    demo.set_defaults(handler=cmd_demo)
+
+    check = commands.add_parser("check-config", help="validate a configuration file and exit")
+    with_config(check)
+    check.set_defaults(handler=cmd_check_config)
+
+    replay = commands.add_parser("replay", help="feed captured webhook bodies (JSON lines) through the pipeline")
+    with_config(replay)
+    replay.add_argument("files", nargs="+", metavar="FILE")
+    replay.add_argument("--serve", action="store_true", help="keep serving /metrics after replaying")
+    replay.add_argument("--openmetrics", action="store_true", help="print OpenMetrics instead of Prometheus text")
+    replay.set_defaults(handler=cmd_replay)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)  # noqa: T201 - CLI output
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code

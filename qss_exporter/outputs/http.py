@@ -1,0 +1,57 @@
+"""The metrics listener: /metrics, /healthz, /readyz and a small landing page linking them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from qss_exporter import __version__
+from qss_exporter.outputs.prometheus import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, negotiate, render
+from qss_exporter.store import Store
+
+__all__ = ["metrics_app"]
+
+_LANDING = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>qss-exporter</title></head>
+<body>
+<h1>qss-exporter {__version__}</h1>
+<p>Zoom Quality of Service Subscription data as Prometheus metrics.</p>
+<ul>
+<li><a href="metrics">metrics</a></li>
+<li><a href="healthz">healthz</a> (alive)</li>
+<li><a href="readyz">readyz</a> (listeners up, configuration loaded)</li>
+</ul>
+</body></html>
+"""
+
+
+def metrics_app(store: Store, ready: Callable[[], bool]) -> Starlette:
+    async def metrics(request: Request) -> Response:
+        openmetrics = negotiate(request.headers.get("accept"))
+        store.now = store.clock()
+        body = render(store, openmetrics)
+        return Response(body, media_type=OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE)
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def readyz(request: Request) -> Response:
+        if ready():
+            return PlainTextResponse("ready\n")
+        return PlainTextResponse("not ready\n", status_code=503)
+
+    async def landing(request: Request) -> Response:
+        return HTMLResponse(_LANDING)
+
+    return Starlette(
+        routes=[
+            Route("/", landing),
+            Route("/metrics", metrics),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+        ]
+    )

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import pytest
+
+from qss_exporter.store import Sample, Store
+
+
+class FakeClock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_histogram_buckets_are_le_and_sum_counts() -> None:
+    store = Store(100, FakeClock())
+    family = store.histogram("h_seconds", "doc", ("a",), (0.1, 0.5, 1.0))
+    for value in (0.1, 0.2, 0.5, 0.7, 3.0):
+        family.observe(("x",), value)
+    (series,) = family.series()
+    assert series.counts == [1, 2, 1, 1]  # 0.1 -> le=0.1 (inclusive), 3.0 -> +Inf
+    assert series.sum == pytest.approx(4.5)
+
+
+def test_series_cap_refuses_and_counts_per_family() -> None:
+    store = Store(3, FakeClock())
+    counter = store.counter("c_total", "doc", ("k",))
+    histogram = store.histogram("h", "doc", ("k",), (1.0,))
+    for i in range(3):
+        counter.inc((str(i),))
+    histogram.observe(("new",), 1.0)
+    counter.inc(("new",))
+    counter.inc(("0",))  # existing series still update at the cap
+    assert (len(counter), len(histogram)) == (3, 0)
+    assert (counter.dropped, histogram.dropped) == (1, 1)
+    assert counter.value(("0",)) == 2.0
+    assert store.series_count == 3
+
+
+def test_ttl_expiry_frees_series_and_cap_room() -> None:
+    clock = FakeClock(0.0)
+    store = Store(2, clock)
+    family = store.counter("c_total", "doc", ("k",), ttl=60)
+    forever = store.counter("d_total", "doc", ("k",))
+    store.now = 0.0
+    family.inc(("old",))
+    forever.inc(("kept",))
+    clock.now = 30.0
+    store.now = 30.0
+    clock.now = 61.0
+    assert store.expire() == 1
+    assert (len(family), len(forever)) == (0, 1)
+    store.now = 61.0
+    family.inc(("fresh",))
+    assert (len(family), family.dropped) == (1, 0)
+
+
+def test_label_count_mismatch_is_a_programming_error() -> None:
+    store = Store(10, FakeClock())
+    with pytest.raises(ValueError, match="expected 2 label values"):
+        store.counter("c_total", "doc", ("a", "b")).inc(("only-one",))
+
+
+def test_duplicate_family_and_bad_buckets_rejected() -> None:
+    store = Store(10, FakeClock())
+    store.gauge("g", "doc", ())
+    with pytest.raises(ValueError, match="registered twice"):
+        store.gauge("g", "doc", ())
+    with pytest.raises(ValueError, match="strictly increasing"):
+        store.histogram("h", "doc", (), (1.0, 1.0))
+
+
+def test_callback_family_has_no_stored_series() -> None:
+    store = Store(10, FakeClock())
+    family = store.callback("active", "doc", ("k",), lambda: [Sample(("a",), 2.0)])
+    assert [s.value for s in family.collect()] == [2.0]
+    assert store.series_count == 0
