@@ -12,7 +12,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator, Sequence
 from typing import Any
 
 import uvicorn
@@ -20,7 +20,7 @@ from starlette.types import ASGIApp
 
 from qss_exporter import __version__
 from qss_exporter.catalogue import Catalogue
-from qss_exporter.config import Config, redacted_summary
+from qss_exporter.config import Config, HostPort, redacted_summary
 from qss_exporter.dedupe import DedupeWindow
 from qss_exporter.enrichment import ENRICHMENT_LABELS, ParticipantDirectory, SiteMap
 from qss_exporter.outputs.http import metrics_app
@@ -28,18 +28,12 @@ from qss_exporter.pipeline import Pipeline
 from qss_exporter.sources.webhook import WebhookAccount, WebhookReceiver, webhook_app
 from qss_exporter.store import Store
 
-__all__ = ["Agent", "split_address"]
+__all__ = ["Agent"]
 
 log = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN_SECONDS = 8.0  # below Kubernetes' and Docker's default 10 s stop timeout
 HOUSEKEEPING_SECONDS = 30.0
-
-
-def split_address(address: str) -> tuple[str, int]:
-    """`host:port` or `[v6]:port` -> (host, port); validated by the config already."""
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
 
 
 class _Server(uvicorn.Server):
@@ -101,13 +95,12 @@ class Agent:
         self._ready = False
         self._stopping = asyncio.Event()
 
-    def _server(self, app: ASGIApp, address: str) -> _Server:
-        host, port = split_address(address)
+    def _server(self, app: ASGIApp, address: HostPort) -> _Server:
         return _Server(
             uvicorn.Config(
                 app,
-                host=host,
-                port=port,
+                host=address.host,
+                port=address.port,
                 lifespan="off",
                 log_config=None,
                 access_log=False,
@@ -124,7 +117,7 @@ class Agent:
         """Base URL of a started listener ("webhook" or "metrics"), with the real port."""
         server = self._servers[listener]
         host = server.config.host
-        host = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else host)
+        host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
         return f"http://{host}:{server.port}"
 
     def stop(self) -> None:
@@ -135,7 +128,7 @@ class Agent:
 
     async def serve(
         self,
-        extra_tasks: list[Callable[[Agent], Coroutine[Any, Any, None]]] | None = None,
+        extra_tasks: Sequence[Callable[[Agent], Coroutine[Any, Any, None]]] = (),
         on_ready: Callable[[Agent], None] | None = None,
         install_signal_handlers: bool = False,
     ) -> None:
@@ -174,7 +167,7 @@ class Agent:
                 if on_ready is not None:
                     on_ready(self)
             background = [group.create_task(self._housekeeping())]
-            background += [group.create_task(task(self)) for task in extra_tasks or []]
+            background += [group.create_task(task(self)) for task in extra_tasks]
             if self._ready:
                 await self._stopping.wait()
             self._ready = False

@@ -40,3 +40,5 @@ def configure_logging(level: str, fmt: str) -> None:
     root.setLevel(level.upper())
     # uvicorn's own access log would log every webhook; our counters already do.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every request at INFO (the demo and the poller make many).
+    logging.getLogger("httpx").setLevel(logging.WARNING)

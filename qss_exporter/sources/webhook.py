@@ -71,7 +71,7 @@ class WebhookReceiver:
     def _count(self, outcome: str) -> None:
         self._outcomes.inc((outcome,))
 
-    async def __call__(self, request: Request) -> Response:
+    async def endpoint(self, request: Request) -> Response:
         if self.in_flight >= self._max_in_flight:
             # 503 makes Zoom retry the event later (+5, +20, +60 min): nothing is lost.
             self._count("overloaded")
@@ -147,4 +147,4 @@ class WebhookReceiver:
 
 
 def webhook_app(receiver: WebhookReceiver, path: str) -> Starlette:
-    return Starlette(routes=[Route(path, receiver, methods=["POST"])])
+    return Starlette(routes=[Route(path, receiver.endpoint, methods=["POST"])])

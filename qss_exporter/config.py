@@ -1,0 +1,488 @@
+"""Typed, frozen configuration: the models, their checks, and `load_config` (YAML + `${VAR}` + `*_file`).
+
+The raw side (parsing, interpolation, file secrets, error wording) lives in config_loading.py.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    PlainSerializer,
+    PlainValidator,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError, core_schema
+
+from qss_exporter import config_loading as _loading
+from qss_exporter.config_loading import Problem, problems_error
+from qss_exporter.errors import ConfigError
+
+__all__ = [
+    "AccountConfig",
+    "Config",
+    "HistogramsConfig",
+    "HostPort",
+    "IPNetwork",
+    "LabelsConfig",
+    "LimitsConfig",
+    "ListenConfig",
+    "LogConfig",
+    "PipelineConfig",
+    "Secret",
+    "SiteConfig",
+    "WebhookConfig",
+    "ZoomConfig",
+    "config_from_mapping",
+    "load_config",
+    "redacted_summary",
+]
+
+_REDACTED = "<secret>"
+# Keys whose values are secrets: never echoed in an error; `KEY_file` reads them from a file.
+_MULTI_SECRET_KEYS = ("webhook_secret_token",)
+_SINGLE_SECRET_KEYS = ("client_secret",)
+_SECRET_KEYS = frozenset(_MULTI_SECRET_KEYS + _SINGLE_SECRET_KEYS)
+_INSECURE = "insecure_skip_verification"
+_MISSING_SECRET = (
+    "missing (give webhook_secret_token or webhook_secret_token_file, "
+    "or set webhook.insecure_skip_verification for local testing)"
+)
+
+
+class Secret:
+    """A secret string that never shows itself: `repr`, `str` and serialisation all give `<secret>`."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself; call it only where the secret is used (HMAC, OAuth)."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return _REDACTED
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        serializer = core_schema.plain_serializer_function_ser_schema(lambda _: _REDACTED)
+        return core_schema.no_info_plain_validator_function(cls._validate, serialization=serializer)
+
+    @classmethod
+    def _validate(cls, value: object) -> Secret:
+        if isinstance(value, Secret):
+            return value
+        if not isinstance(value, str):
+            raise problems_error([((), f"expected a string, got {_loading.describe(value, secret=True)}")])
+        # Surrounding whitespace is never part of a Zoom token; it is a stray newline from `echo` or a file.
+        if not value.strip():
+            raise PydanticCustomError(_loading.SECRET_EMPTY_ERROR, "must not be empty")
+        return cls(value.strip())
+
+
+_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    """A listen address; `host` has no brackets (ready for bind), `str()` gives `host:port` / `[v6]:port`."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @classmethod
+    def parse(cls, text: str) -> HostPort:
+        """Parse `host:port`; raises ValueError naming what is wrong."""
+        host, colon, port = text.rpartition(":")
+        if not colon:
+            raise ValueError(f"expected host:port (e.g. 0.0.0.0:8080), got {text!r}")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+            if not _is_ip(host, ipaddress.IPv6Address):
+                raise ValueError(f"{host!r} in brackets is not an IPv6 address, got {text!r}")
+        elif ":" in host:
+            raise ValueError(f"put an IPv6 host in brackets (e.g. [::]:8080), got {text!r}")
+        elif not host:
+            raise ValueError(f"host is empty (use 0.0.0.0:PORT for all interfaces), got {text!r}")
+        elif re.fullmatch(r"[0-9.]+", host) and not _is_ip(host, ipaddress.IPv4Address):
+            raise ValueError(f"{host!r} is not an IPv4 address, got {text!r}")
+        elif not _HOSTNAME.fullmatch(host):
+            raise ValueError(f"{host!r} is not an IP address or host name, got {text!r}")
+        if not re.fullmatch(r"[0-9]{1,5}", port) or int(port) > 65535:
+            raise ValueError(f"port must be 0-65535, got {text!r}")
+        return cls(host, int(port))
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        serializer = core_schema.plain_serializer_function_ser_schema(str)
+        return core_schema.no_info_plain_validator_function(cls._validate, serialization=serializer)
+
+    @classmethod
+    def _validate(cls, value: object) -> HostPort:
+        if isinstance(value, HostPort):
+            return value
+        if not isinstance(value, str):
+            raise problems_error([((), f"expected a string host:port, got {_loading.describe(value)}")])
+        try:
+            return cls.parse(value)
+        except ValueError as exc:
+            raise problems_error([((), str(exc))]) from None
+
+
+def _is_ip(text: str, kind: type[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> bool:
+    try:
+        kind(text)
+    except ValueError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------------------ field types & checks
+
+
+def _check(predicate: Callable[[Any], object], message: str) -> AfterValidator:
+    """An AfterValidator failing with `message, got <value>` when `predicate(value)` is false."""
+
+    def validate(value: Any) -> Any:
+        if not predicate(value):
+            raise problems_error([((), f"{message}, got {_loading.describe(value)}")])
+        return value
+
+    return AfterValidator(validate)
+
+
+_LABEL_SAFE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}")
+_LabelSafeName = Annotated[
+    str,
+    _check(
+        _LABEL_SAFE.fullmatch,
+        "must be 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit",
+    ),
+]
+_HttpUrl = Annotated[
+    str,
+    _check(lambda url: re.fullmatch(r"https?://[^/\s?#]+(/\S*)?", url) is not None, "expected an http(s) URL"),
+    AfterValidator(lambda url: url.rstrip("/")),  # callers append "/path"
+]
+_Seconds = Annotated[int, Field(gt=0)]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _network(value: object) -> IPNetwork:
+    if not isinstance(value, str):
+        raise problems_error([((), f"expected a CIDR string, got {_loading.describe(value)}")])
+    try:
+        return ipaddress.ip_network(value.strip(), strict=False)  # 10.20.1.5/16 means 10.20.0.0/16
+    except ValueError:
+        raise problems_error([((), f"not an IPv4 or IPv6 network, got {value!r}")]) from None
+
+
+def _as_secret_list(value: object) -> object:
+    if isinstance(value, str | Secret):
+        return [value]
+    if not isinstance(value, list | tuple):
+        message = f"expected a string or a list of strings, got {_loading.describe(value, secret=True)}"
+        raise problems_error([((), message)])
+    return value
+
+
+def _check_buckets(buckets: tuple[float, ...]) -> tuple[float, ...]:
+    problems: list[Problem] = [
+        ((index,), f"must be greater than the bucket before it ({buckets[index - 1]!r}), got {bound!r}")
+        for index, bound in enumerate(buckets)
+        if index and bound <= buckets[index - 1]
+    ]
+    if problems:
+        raise problems_error(problems)
+    return buckets
+
+
+def _unique(items: tuple[Any, ...], attribute: str, section: str) -> list[Problem]:
+    first: dict[Any, int] = {}
+    problems: list[Problem] = []
+    for index, item in enumerate(items):
+        value = getattr(item, attribute)
+        if value in first:
+            problems.append(((index, attribute), f"duplicate of {section}[{first[value]}].{attribute} ({value!r})"))
+        first.setdefault(value, index)
+    return problems
+
+
+_WebhookSecrets = Annotated[tuple[Secret, ...], BeforeValidator(_as_secret_list), Field(min_length=1)]
+_FamilyName = Annotated[
+    str, _check(re.compile(r"zoom_qss_[a-zA-Z0-9_]+").fullmatch, "expected a zoom_qss_ metric name")
+]
+_Buckets = Annotated[
+    tuple[Annotated[float, Field(allow_inf_nan=False)], ...], Field(min_length=1), AfterValidator(_check_buckets)
+]
+_Network = Annotated[IPNetwork, PlainValidator(_network), PlainSerializer(str, return_type=str, when_used="json")]
+
+
+# ----------------------------------------------------------------------------------------- models
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+
+class ListenConfig(_Section):
+    """Where the two HTTP listeners bind; port 0 picks a free port (tests)."""
+
+    webhook: HostPort = HostPort("0.0.0.0", 8080)
+    metrics: HostPort = HostPort("0.0.0.0", 9877)
+
+    @model_validator(mode="after")
+    def _separate(self) -> Self:
+        a, b = self.webhook, self.metrics
+        wildcard = {"0.0.0.0", "::"}
+        if a.port and a.port == b.port and (a.host == b.host or a.host in wildcard or b.host in wildcard):
+            raise problems_error([(("metrics",), f"conflicts with listen.webhook ({a}); use another port")])
+        return self
+
+
+class WebhookConfig(_Section):
+    """The Zoom-facing webhook endpoint."""
+
+    path: Annotated[
+        str, _check(lambda path: re.fullmatch(r"/[^\s?#]*", path), "must start with '/' and hold no spaces, '?' or '#'")
+    ] = "/zoom/webhook"
+    timestamp_tolerance_seconds: _Seconds = 300
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+    max_in_flight: Annotated[int, Field(ge=1)] = 256
+    insecure_skip_verification: bool = False
+
+
+class AccountConfig(_Section):
+    """One Zoom account / app; `name` is its `account` label."""
+
+    name: _LabelSafeName
+    account_id: Annotated[str, Field(min_length=1)]
+    webhook_secret_token: _WebhookSecrets = ()
+    webhook_secret_token_file: Path | None = None  # informational: load_config has read it into the above
+    client_id: Annotated[str, Field(min_length=1)] | None = None
+    client_secret: Secret | None = None
+    client_secret_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _complete(self, info: ValidationInfo) -> Self:
+        problems: list[Problem] = []
+        if self.client_secret is not None and self.client_id is None:
+            problems.append((("client_id",), "missing (client_secret is set; give both or neither)"))
+        if self.client_id is not None and self.client_secret is None:
+            problems.append((("client_secret",), "missing (client_id is set; give both or neither)"))
+        # load_config passes the webhook section's flag so each account is checked on its own;
+        # without it, Config checks all accounts once every section is valid.
+        if info.context and info.context.get(_INSECURE) is False and not self.webhook_secret_token:
+            problems.append((("webhook_secret_token",), _MISSING_SECRET))
+        if problems:
+            raise problems_error(problems)
+        return self
+
+
+class ZoomConfig(_Section):
+    """Zoom's REST and OAuth endpoints (override for a proxy or a fake in tests)."""
+
+    api_base_url: _HttpUrl = "https://api.zoom.us/v2"
+    oauth_token_url: _HttpUrl = "https://zoom.us/oauth/token"
+
+
+class LabelsConfig(_Section):
+    """Optional enrichment labels on the QoS metric families."""
+
+    network_type: bool = True
+    site: bool = True
+    data_center: bool = False
+    client_os: bool = False
+    client_version: bool = False
+
+
+class SiteConfig(_Section):
+    """A named office: participants whose IP falls in `cidrs` get `site=name`."""
+
+    name: _LabelSafeName
+    cidrs: Annotated[tuple[_Network, ...], Field(min_length=1)]
+
+
+class PipelineConfig(_Section):
+    """Windows and bounds of the dedupe and enrichment state."""
+
+    activity_window_seconds: _Seconds = 180
+    dedupe_window_seconds: Annotated[
+        int,
+        _check(lambda seconds: seconds >= 7200, "must be at least 7200 (Zoom retries deliveries for about 85 minutes)"),
+    ] = 10_800
+    dedupe_max_entries: Annotated[int, Field(ge=1000)] = 2_000_000
+    enrichment_ttl_seconds: _Seconds = 14_400
+    enrichment_max_entries: Annotated[int, Field(ge=100)] = 500_000
+
+
+class LimitsConfig(_Section):
+    """Bounds that protect the process from unbounded cardinality."""
+
+    max_series: Annotated[int, Field(ge=100)] = 200_000
+    series_ttl_seconds: _Seconds = 86_400
+
+
+class HistogramsConfig(_Section):
+    """Per-family bucket overrides; the metric layer checks that each family exists."""
+
+    buckets: Annotated[
+        Mapping[_FamilyName, _Buckets],
+        AfterValidator(lambda buckets: MappingProxyType(dict(buckets))),
+        PlainSerializer(dict),
+    ] = Field(default_factory=lambda: MappingProxyType({}))
+
+
+class LogConfig(_Section):
+    """Log verbosity and line format."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["plain", "json"] = "plain"
+
+
+class Config(_Section):
+    """The whole configuration. Build it with `load_config` or `config_from_mapping`."""
+
+    listen: ListenConfig = Field(default_factory=ListenConfig)
+    webhook: WebhookConfig = Field(default_factory=WebhookConfig)
+    accounts: Annotated[tuple[AccountConfig, ...], Field(min_length=1)]
+    zoom: ZoomConfig = Field(default_factory=ZoomConfig)
+    labels: LabelsConfig = Field(default_factory=LabelsConfig)
+    sites: tuple[SiteConfig, ...] = ()
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    histograms: HistogramsConfig = Field(default_factory=HistogramsConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+
+    @field_validator("accounts")
+    @classmethod
+    def _unique_accounts(cls, accounts: tuple[AccountConfig, ...]) -> tuple[AccountConfig, ...]:
+        if problems := _unique(accounts, "name", "accounts") + _unique(accounts, "account_id", "accounts"):
+            raise problems_error(problems)
+        return accounts
+
+    @field_validator("sites")
+    @classmethod
+    def _unique_sites(cls, sites: tuple[SiteConfig, ...]) -> tuple[SiteConfig, ...]:
+        if problems := _unique(sites, "name", "sites"):
+            raise problems_error(problems)
+        return sites
+
+    @model_validator(mode="after")
+    def _secrets_present(self) -> Self:
+        if not self.webhook.insecure_skip_verification and (
+            problems := [
+                (("accounts", index, "webhook_secret_token"), _MISSING_SECRET)
+                for index, account in enumerate(self.accounts)
+                if not account.webhook_secret_token
+            ]
+        ):
+            raise problems_error(problems)
+        return self
+
+
+# -------------------------------------------------------------------------------------- loading
+
+_BOOL: TypeAdapter[bool] = TypeAdapter(bool)
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Read, interpolate and validate a YAML config file; raises ConfigError listing every problem."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{source}: cannot read: {exc.strerror or exc}"], source=source) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{source}: not UTF-8 text"], source=source) from None
+    data, problem = _loading.parse_yaml(text, source)
+    if problem is not None:
+        raise ConfigError([problem], source=source)
+    return config_from_mapping({} if data is None else data, source, environ, path.absolute().parent)
+
+
+def config_from_mapping(
+    data: Mapping[str, Any],
+    source: str = "<config>",
+    environ: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+) -> Config:
+    """Validate an already-parsed config; relative `*_file` paths resolve against `base_dir` (cwd)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError([f"top level: expected a mapping, got {_loading.describe(data)}"], source=source)
+    environ = os.environ if environ is None else environ
+    raw, problems, references = _loading.interpolate_tree(data, environ, _SECRET_KEYS)
+    explained = {loc for loc, _ in problems}
+
+    def add(found: list[Problem]) -> None:
+        # A value already reported (an unset variable, an unreadable file) is not reported twice.
+        problems.extend(problem for problem in found if not any(problem[0][: len(k)] == k for k in explained))
+
+    file_problems, file_explained = _loading.resolve_secret_files(
+        raw, base_dir or Path.cwd(), _MULTI_SECRET_KEYS, _SINGLE_SECRET_KEYS
+    )
+    add(file_problems)
+    explained |= file_explained
+    config: Config | None = None
+    try:
+        config = Config.model_validate(raw, context={_INSECURE: _insecure_flag(raw)})
+    except ValidationError as exc:
+        found = _loading.validation_problems(exc, Config, raw, _SECRET_KEYS, references)
+        add(found)
+        if not problems:  # never reject a config without saying why
+            problems += found
+    if problems or config is None:
+        problems.sort(key=lambda problem: _loading.document_order(problem[0], raw))
+        lines = [f"{_loading.render_path(loc, raw)[0]}: {message}" for loc, message in problems]
+        raise ConfigError(list(dict.fromkeys(lines)), source=source)
+    return config
+
+
+def _insecure_flag(raw: Mapping[str, Any]) -> bool | None:
+    """`webhook.insecure_skip_verification` as validation will read it, or None if it is invalid."""
+    webhook = raw.get("webhook", {})
+    if not isinstance(webhook, Mapping):
+        return None
+    try:
+        return _BOOL.validate_python(webhook.get(_INSECURE, False))
+    except ValidationError:
+        return None
+
+
+def redacted_summary(config: Config) -> dict[str, Any]:
+    """The effective config as JSON-ready data for the start-up log; every secret is `<secret>`."""
+    return config.model_dump(mode="json")
