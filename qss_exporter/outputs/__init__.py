@@ -1,0 +1,1 @@
+"""Renderings of the metric store: Prometheus / OpenMetrics text and the metrics HTTP listener."""

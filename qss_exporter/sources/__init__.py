@@ -1,0 +1,1 @@
+"""Where records come from: the webhook receiver, replay, and the demo simulator."""

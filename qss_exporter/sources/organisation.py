@@ -497,7 +497,10 @@ class Organisation:
             name, email = f"Guest {rng.randint(1000, 9999)}", ""
         else:
             name = f"{first} {last}"
-            email = "" if guest and rng.random() < 0.75 else self._email(first, last)
+            if not guest:
+                email = self._email(first, last)
+            else:  # external: usually hidden; otherwise their own (not unique-checked: guests come and go)
+                email = "" if rng.random() < 0.75 else f"{first[0]}{last}{rng.randint(10, 99)}@example.com".lower()
         mic, speaker, camera = rng.choice(_PERIPHERALS[device])
         version = rng.choices(CLIENT_VERSIONS, _VERSION_WEIGHTS)[0]
         managed = not guest and device == "Windows" and not web

@@ -56,6 +56,7 @@ _FPS = (" fps", "fps", " fps")
 # camera states of a participant who could send video
 _CAM_ON, _CAM_OMIT, _CAM_EMPTY, _CAM_ZERO = range(4)
 _VIDEO_KBPS = {"640*360": (300.0, 650.0), "1280*720": (700.0, 1500.0), "1920*1080": (1500.0, 2500.0)}
+_SPEAKER_VIEW = ("1280*720", "1280*720", "1920*1080")  # larger galleries get 640*360
 _PRESSURE = ("normal", "fair", "serious", "critical")
 _STREAM_KEYS = ("bitrate", "latency", "jitter", "avg_loss", "max_loss")
 _EMPTY_VIDEO = dict.fromkeys((*_STREAM_KEYS, "resolution", "frame_rate"), "")
@@ -292,6 +293,7 @@ class Simulator:
         self._next_pid = 16_777_216 + rng.randrange(65_536)
         self._population = 0
         self._webinars: list[_Activity] = []
+        self._rooms = 0  # room systems in meetings right now
         self._at(self._start_ms, self._control)
 
     # -- public ---------------------------------------------------------------------------------------------
@@ -392,7 +394,8 @@ class Simulator:
         else:
             first = "8" if product == "meeting" else "9"
             act = _Activity(product, account, self._b64id(), f"{first}{rng.randint(10**9, 10**10 - 1)}", "", end, size)
-        room = product == "meeting" and size >= 5 and rng.random() < 0.35
+        # a meeting room (H.323/SIP via the Cloud Room Connector) in some meetings, and nearly always in one
+        room = product == "meeting" and size >= 4 and (self._rooms == 0 or rng.random() < 0.3)
         panelists = rng.randint(1, 3) if product == "webinar" else 0
         if product == "webinar":
             self._webinars.append(act)
@@ -428,6 +431,7 @@ class Simulator:
                 role = "host" if i == 0 else "member"
             if room and i == 1:
                 person = org.room_system()
+                self._rooms += 1
             elif role == "attendee":
                 person = org.guest() if rng.random() < 0.75 else org.employee()
             elif act.kind == "session":
@@ -465,6 +469,7 @@ class Simulator:
             resolution = "1920*1080"
         else:
             resolution = "1280*720"
+        view = "640*360" if act.size > 4 and rng.random() < 0.6 else rng.choice(_SPEAKER_VIEW)
         if act.kind == "session":
             user_key = f"clin-{person.index:04d}" if role == "host" else f"pat-{rng.randint(1000, 9999)}"
         else:
@@ -478,9 +483,7 @@ class Simulator:
             tick_ms=rng.randint(500, 9_000),
             camera=camera,
             resolution=resolution,
-            view="640*360"
-            if act.size > 4 and rng.random() < 0.6
-            else rng.choice(("1280*720", "1280*720", "1920*1080")),
+            view=view,
             empty_share=rng.random() < 0.1,
             user_key=user_key,
         )
@@ -521,6 +524,8 @@ class Simulator:
             self._committed[act.kind] -= 1
         self._population -= 1
         self._org.release(p.person)
+        if p.person.room_system:
+            self._rooms -= 1
         if p.records:
             self._emit_qos_summary(p, t)
         self._at(t + self._rng.randint(40, 150), partial(self._emit_data, p, summary=True))

@@ -1,0 +1,1 @@
+"""Everything that speaks Zoom: event decoding, units, vocabularies and signatures (no I/O)."""

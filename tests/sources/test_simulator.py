@@ -415,19 +415,22 @@ def test_population_hovers_around_size(twenty: Run) -> None:
 
 def test_webinars_are_large_and_meetings_small(twenty: Run) -> None:
     members: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
+    first_join: dict[tuple[str, str], float] = {}
     for event in ("meeting.participant_data", "webinar.participant_data", "session.user_data"):
         for body in twenty.of(event):
-            obj = body["payload"]["object"]
-            uuid, pid = instance_key(obj)
-            members[(event.split(".")[0], uuid)].add(pid)
+            uuid, pid = instance_key(body["payload"]["object"])
+            key = (event.split(".")[0], uuid)
+            members[key].add(pid)
+            first_join.setdefault(key, body["event_ts"] / 1000)
     sizes: defaultdict[str, list[int]] = defaultdict(list)
-    for (product, _), pids in members.items():
-        sizes[product].append(len(pids))
-    assert all(1 <= n <= 25 for n in sizes["meeting"])  # 1: the others have not joined yet
-    assert statistics.median(sizes["meeting"]) >= 2
+    for key, pids in members.items():
+        if first_join[key] < twenty.sim.now - 5 * 60:  # everyone but late joiners is in after 3 minutes
+            sizes[key[0]].append(len(pids))
     assert len(sizes["meeting"]) >= 5
-    assert all(n >= 30 for n in sizes["webinar"])
-    assert all(1 <= n <= 6 for n in sizes["session"])  # 1: the other one has not joined yet
+    assert all(2 <= n <= 25 for n in sizes["meeting"])
+    assert sizes["webinar"]
+    assert all(30 <= n <= 150 + SIZE for n in sizes["webinar"])  # late attendees top a webinar up
+    assert all(2 <= n <= 6 for n in sizes["session"])
     assert 2 in sizes["session"]
 
 
@@ -525,10 +528,6 @@ def test_streams_vary_as_the_agent_must_cope_with(twenty: Run) -> None:
     assert 0 < pressure < types["cpu_usage"]
     assert rssi_live
     assert notifications
-    attendee_types: Counter[str] = Counter()
-    for body in twenty.of("webinar.participant_qos"):
-        attendee_types.update(details_by_type(person_of(body["payload"]["object"])["qos"]).keys())
-    assert attendee_types["audio_device_to_rwg"]
 
 
 def test_values_are_realistic_outside_incidents(twenty: Run) -> None:
