@@ -1,4 +1,5 @@
-"""Access to the shared synthetic Zoom samples (../shared/zoom-qss/samples) used across tests."""
+"""Zoom's synthetic sample payloads, shipped in tests/testdata/zoom (a copy of the design's
+zoom-qss/samples: invented ids, names and numbers in Zoom's documented shapes)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "zoom-qss" / "samples"
+SAMPLES = Path(__file__).resolve().parent / "testdata" / "zoom"
 
 
 def sample_path(name: str) -> Path:
-    path = SAMPLES / f"{name}.json"
-    if not path.exists():
-        pytest.skip(f"shared Zoom samples not found at {SAMPLES}")
-    return path
+    return SAMPLES / f"{name}.json"
 
 
 def load_sample(name: str) -> Any:

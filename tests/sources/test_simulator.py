@@ -10,7 +10,6 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -26,8 +25,8 @@ from qss_exporter.sources.simulator import (
     Simulator,
     default_accounts,
 )
+from tests.samples import SAMPLES
 
-SAMPLES = Path(__file__).parents[2].parent / "shared" / "zoom-qss" / "samples"
 START = 1761314400.0  # 2025-10-24T14:00:00Z
 MINUTES = 20
 SIZE = 120
@@ -132,8 +131,6 @@ def twenty() -> Run:
 
 @pytest.fixture(scope="module")
 def samples() -> dict[str, dict[str, Any]]:
-    if not SAMPLES.is_dir():
-        pytest.skip(f"shared Zoom samples not found at {SAMPLES} (needed to compare payload shapes)")
     out: dict[str, dict[str, Any]] = {}
     for event in ALL_EVENTS:
         path = SAMPLES / f"{event}.json"
