@@ -1,0 +1,96 @@
+"""Pipeline state over time: expiry of series, participants, calls and enrichment, bounded tables."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from qss_exporter.app import Agent
+from qss_exporter.config import config_from_mapping
+from qss_exporter.enrichment import ParticipantDirectory, SiteMap
+from qss_exporter.zoom.events import decode
+from qss_exporter.zoom.records import ParticipantInfo, QosRecord
+from tests.conftest import MutableClock, base_config, merge
+from tests.samples import load_sample
+
+
+def _record(name: str, **changes: Any) -> Any:
+    body = load_sample(name)
+    body["event_ts"] = int(time.time() * 1000)
+    for key, value in changes.items():
+        body["payload"]["object"]["participant"][key] = value
+    return decode(body)
+
+
+def test_everything_per_entity_expires_and_the_store_returns_to_baseline() -> None:
+    clock = MutableClock()
+    agent = Agent(
+        config_from_mapping(
+            merge(base_config(), {"limits": {"series_ttl_seconds": 3600}, "pipeline": {"enrichment_ttl_seconds": 7200}})
+        ),
+        clock=clock,
+    )
+
+    def expiring_series() -> int:
+        return sum(len(family) for family in agent.store.stored_families() if family.ttl is not None)
+
+    for participant in range(50):
+        info = _record("meeting.participant_data", participant_id=str(participant))
+        qos = _record("meeting.participant_qos", user_id=str(participant))
+        assert isinstance(info, ParticipantInfo)
+        assert isinstance(qos, QosRecord)
+        agent.pipeline.ingest(info, "webhook")
+        agent.pipeline.ingest(qos, "webhook")
+    assert expiring_series() > 0
+    assert len(agent.pipeline.participants) == 50
+    clock.advance(3601)
+    agent.pipeline.expire()
+    assert expiring_series() == 0  # every QoS series gone; self-metrics (no TTL) stay
+    assert len(agent.pipeline.participants) == 0
+    assert agent.pipeline.account_label("Xq3vTn0bR8aL5mWcY2kPzQ") == "acme"
+    clock.advance(3600)
+    agent.pipeline.expire()
+    assert agent.catalogue.media_records.value(("acme", "meeting", "audio", "input", "client", "wifi", "leeds")) == 0
+
+
+def _info(participant: str, addresses: tuple[str, ...] = (), network: str | None = "wifi") -> ParticipantInfo:
+    return ParticipantInfo(
+        "meeting.participant_data",
+        "a",
+        "meeting",
+        "m",
+        participant,
+        None,
+        ("k",),
+        network,
+        "macos",
+        "6.2",
+        "FR",
+        addresses,
+        False,
+    )
+
+
+def test_directory_merges_later_partial_data_and_is_bounded() -> None:
+    directory = ParticipantDirectory(
+        ("network_type", "site", "client_os"), SiteMap([("leeds", ["10.20.0.0/16"])]), ttl=100, max_entries=3
+    )
+    directory.update(_info("1", ("10.20.1.1",)), now=0)
+    directory.update(_info("1", (), network=None), now=1)  # a later event without network type or IPs
+    assert directory.lookup("a", "m", "1") == ("wifi", "leeds", "macos")
+    for participant in ("2", "3", "4"):
+        directory.update(_info(participant), now=2)
+    assert len(directory) == 3
+    assert directory.evicted == 1
+    assert directory.lookup("a", "m", "1") == ("unknown", "unknown", "unknown")  # least recently updated went first
+    assert directory.expire(now=103) == 3
+    assert len(directory) == 0
+
+
+def test_site_map_longest_prefix_wins_and_ipv6_works() -> None:
+    sites = SiteMap([("campus", ["10.0.0.0/8"]), ("lab", ["10.20.30.0/24"]), ("v6", ["2001:db8::/32"])])
+    assert sites.site_of(["10.20.30.4"]) == "lab"
+    assert sites.site_of(["10.1.1.1"]) == "campus"
+    assert sites.site_of(["2001:db8::1"]) == "v6"
+    assert sites.site_of(["not-an-ip", "192.0.2.1"]) == "unknown"
+    assert sites.site_of(["198.51.100.7", "10.1.1.1"]) == "campus"  # public signalling IP first, LAN IP matches
