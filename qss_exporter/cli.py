@@ -7,7 +7,8 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 from pathlib import Path
 
 from qss_exporter import __version__
@@ -23,6 +24,17 @@ from qss_exporter.sources.simulator import default_accounts
 __all__ = ["main"]
 
 log = logging.getLogger("qss_exporter")
+
+
+def _run_async(main: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop where installed (as `uvicorn.run` would): measured ~1.6x the agent's throughput
+    on the stdlib loop (bench/README.md)."""
+    try:
+        import uvloop
+    except ImportError:  # not available on every platform; the stdlib loop works, just slower
+        asyncio.run(main)
+        return
+    uvloop.run(main)
 
 
 def _config_path(args: argparse.Namespace) -> str:
@@ -53,7 +65,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args)
     configure_logging(config.log.level, config.log.format)
-    asyncio.run(Agent(config).serve(install_signal_handlers=True))
+    _run_async(Agent(config).serve(install_signal_handlers=True))
     return 0
 
 
@@ -83,7 +95,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         agent.stop()
 
     tasks = [simulate] + ([stop_after] if args.duration else [])
-    asyncio.run(Agent(config).serve(extra_tasks=tasks, on_ready=announce, install_signal_handlers=True))
+    _run_async(Agent(config).serve(extra_tasks=tasks, on_ready=announce, install_signal_handlers=True))
     return 0
 
 
@@ -95,7 +107,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     summary = ", ".join(f"{name} {count}" for name, count in sorted(outcomes.items())) or "no events"
     log.info("replayed %s: %s", " ".join(args.files), summary)
     if args.serve:
-        asyncio.run(agent.serve(install_signal_handlers=True))
+        _run_async(agent.serve(install_signal_handlers=True))
     else:
         sys.stdout.buffer.write(render(agent.store, args.openmetrics))
     return 1 if outcomes.get("malformed") else 0

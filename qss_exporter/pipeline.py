@@ -12,10 +12,17 @@ from qss_exporter.activity import ActivityTracker
 from qss_exporter.catalogue import Catalogue
 from qss_exporter.dedupe import DedupeWindow
 from qss_exporter.enrichment import ParticipantDirectory
-from qss_exporter.store import Sample, Store
+from qss_exporter.store import CounterSeries, HistogramSeries, RefusedSeries, Sample, Store
 from qss_exporter.zoom.records import ParticipantInfo, PhoneQosRecord, QosRecord, Record, SummaryRecord
 
-__all__ = ["Pipeline"]
+__all__ = ["Pipeline", "QosListener"]
+
+QosListener = Callable[[QosRecord, str, tuple[str, ...]], None]
+
+_Histogram = HistogramSeries | RefusedSeries
+_StreamSeries = tuple[
+    _Histogram, _Histogram, _Histogram, _Histogram, _Histogram, _Histogram, _Histogram, CounterSeries | RefusedSeries
+]
 
 
 class Pipeline:
@@ -35,7 +42,12 @@ class Pipeline:
         self._dedupe = dedupe
         self._account_names = dict(account_names)
         self._clock = clock
+        # Per media-stream label set, the eight series its values go to (one dict lookup per stream
+        # instead of eight): recording became ~2x faster (bench/hotpath.py).
+        self._stream_cache: dict[tuple[str, ...], _StreamSeries] = {}
+        self._generation = store.generation
         self.participants = ActivityTracker(activity_window)
+        self._qos_listeners: list[QosListener] = []
         self.calls = ActivityTracker(activity_window)
         enrichment = directory.labels
         store.callback(
@@ -76,6 +88,10 @@ class Pipeline:
             lambda: [Sample((), float(len(directory)))],
         )
 
+    def add_qos_listener(self, listener: QosListener) -> None:
+        """Call `listener(record, account label, enrichment label values)` after each QoS record is recorded."""
+        self._qos_listeners.append(listener)
+
     def account_label(self, account_id: str) -> str:
         return self._account_names.get(account_id, account_id)
 
@@ -104,28 +120,52 @@ class Pipeline:
         """An event rejected whole because `field` was missing or invalid."""
         self._m.parse_errors.inc((field,))
 
+    def _stream_series(self, labels: tuple[str, ...]) -> _StreamSeries:
+        """The series one media stream's values go to, looked up once per label set and kept."""
+        if self._store.generation != self._generation:  # a series was removed: handles may be stale
+            self._stream_cache.clear()
+            self._generation = self._store.generation
+        group = self._stream_cache.get(labels)
+        if group is None:
+            m = self._m
+            group = (
+                m.media_latency.handle(labels),
+                m.media_jitter.handle(labels),
+                m.media_loss.handle(labels),
+                m.media_max_loss.handle(labels),
+                m.media_bitrate.handle(labels),
+                m.media_frame_rate.handle(labels),
+                m.media_height.handle(labels),
+                m.media_records.handle(labels),
+            )
+            if not any(isinstance(series, RefusedSeries) for series in group):
+                self._stream_cache[labels] = group
+        return group
+
     def _qos(self, record: QosRecord, now: float) -> None:
         m = self._m
         account = self.account_label(record.account_id)
         product = record.product
         extra = self._directory.lookup(record.account_id, record.instance, record.participant_id)
         for stream in record.streams:
-            labels = (account, product, stream.media, stream.direction, stream.path, *extra)
+            latency, jitter, loss, max_loss, bitrate, frame_rate, height, records = self._stream_series(
+                (account, product, stream.media, stream.direction, stream.path, *extra)
+            )
             if stream.latency is not None:
-                m.media_latency.observe(labels, stream.latency)
+                latency.observe(stream.latency, now)
             if stream.jitter is not None:
-                m.media_jitter.observe(labels, stream.jitter)
+                jitter.observe(stream.jitter, now)
             if stream.avg_loss is not None:
-                m.media_loss.observe(labels, stream.avg_loss)
+                loss.observe(stream.avg_loss, now)
             if stream.max_loss is not None:
-                m.media_max_loss.observe(labels, stream.max_loss)
+                max_loss.observe(stream.max_loss, now)
             if stream.bitrate is not None:
-                m.media_bitrate.observe(labels, stream.bitrate)
+                bitrate.observe(stream.bitrate, now)
             if stream.frame_rate is not None:
-                m.media_frame_rate.observe(labels, stream.frame_rate)
+                frame_rate.observe(stream.frame_rate, now)
             if stream.height is not None:
-                m.media_height.observe(labels, stream.height)
-            m.media_records.inc(labels)
+                height.observe(stream.height, now)
+            records.add(1.0, now)
         for grade in record.grades:
             if grade.quality is not None:
                 m.quality_records.inc((account, product, grade.media, grade.quality, *extra))
@@ -148,6 +188,8 @@ class Pipeline:
         self.participants.touch(
             (account, product, record.instance, record.participant_id), at, (account, product, *extra)
         )
+        for listener in self._qos_listeners:
+            listener(record, account, extra)
 
     def _summary(self, record: SummaryRecord, source: str, now: float) -> None:
         m = self._m

@@ -11,7 +11,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 __all__ = [
     "CallbackFamily",
@@ -20,6 +20,7 @@ __all__ = [
     "GaugeFamily",
     "HistogramFamily",
     "LabelValues",
+    "RefusedSeries",
     "Sample",
     "Store",
 ]
@@ -49,22 +50,50 @@ class Series:
 
 
 class CounterSeries(Series):
+    """A counter's or a gauge's value."""
+
     __slots__ = ("value",)
 
     def __init__(self, labels: LabelValues, text: str, now: float) -> None:
         super().__init__(labels, text, now)
         self.value = 0.0
 
+    def add(self, amount: float, now: float) -> None:
+        self.value += amount
+        self.touched = now
+
 
 class HistogramSeries(Series):
     """Per-bucket (not cumulative) counts; the last slot is the +Inf bucket."""
 
-    __slots__ = ("counts", "sum")
+    __slots__ = ("bounds", "counts", "sum")
 
-    def __init__(self, labels: LabelValues, text: str, now: float, buckets: int) -> None:
+    def __init__(self, labels: LabelValues, text: str, now: float, bounds: tuple[float, ...]) -> None:
         super().__init__(labels, text, now)
-        self.counts = [0] * (buckets + 1)
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
         self.sum = 0.0
+
+    def observe(self, value: float, now: float) -> None:
+        # bisect_left: the first bound >= value, i.e. Prometheus's `le` (less than or equal).
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+        self.touched = now
+
+
+class RefusedSeries:
+    """Stands in for a series the cap refused: every update is counted as dropped, nothing stored."""
+
+    __slots__ = ("family",)
+
+    def __init__(self, family: Family[Any]) -> None:
+        self.family = family
+
+    def observe(self, value: float, now: float) -> None:
+        self.family.dropped += 1
+
+    def add(self, amount: float, now: float) -> None:
+        self.family.dropped += 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,13 +127,33 @@ class Family(Generic[S]):
     def series(self) -> Iterator[S]:
         return iter(list(self._series.values()))
 
+    def get(self, labels: LabelValues) -> S | None:
+        """The series for `labels`, created on first use; None when the series cap refuses it.
+
+        Callers may keep the series object to update it directly until `store.generation` changes
+        (which happens whenever a series is removed).
+        """
+        series = self._series.get(labels)
+        if series is None and self._admit(labels):
+            series = self._series[labels] = self._new(labels, label_text(self.labelnames, labels))
+        return series
+
+    def handle(self, labels: LabelValues) -> S | RefusedSeries:
+        """Like `get`, but a refused series is a stand-in that counts each update as dropped."""
+        return self.get(labels) or RefusedSeries(self)
+
+    def _new(self, labels: LabelValues, text: str) -> S:
+        raise NotImplementedError
+
     def remove(self, labels: LabelValues) -> None:
         if self._series.pop(labels, None) is not None:
             self.store.series_count -= 1
+            self.store.generation += 1
 
     def clear(self) -> None:
         self.store.series_count -= len(self._series)
         self._series.clear()
+        self.store.generation += 1
 
     def expire(self, now: float) -> int:
         """Drop series not updated for `ttl` seconds; returns how many were dropped."""
@@ -114,7 +163,9 @@ class Family(Generic[S]):
         stale = [labels for labels, series in self._series.items() if series.touched < cutoff]
         for labels in stale:
             del self._series[labels]
-        self.store.series_count -= len(stale)
+        if stale:
+            self.store.series_count -= len(stale)
+            self.store.generation += 1
         return len(stale)
 
     def _admit(self, labels: LabelValues) -> bool:
@@ -131,14 +182,13 @@ class Family(Generic[S]):
 class CounterFamily(Family[CounterSeries]):
     type: FamilyType = "counter"
 
+    def _new(self, labels: LabelValues, text: str) -> CounterSeries:
+        return CounterSeries(labels, text, self.store.now)
+
     def inc(self, labels: LabelValues, amount: float = 1.0) -> None:
-        series = self._series.get(labels)
-        if series is None:
-            if not self._admit(labels):
-                return
-            series = self._series[labels] = CounterSeries(labels, label_text(self.labelnames, labels), self.store.now)
-        series.value += amount
-        series.touched = self.store.now
+        series = self._series.get(labels) or self.get(labels)
+        if series is not None:
+            series.add(amount, self.store.now)
 
     def value(self, labels: LabelValues) -> float:
         series = self._series.get(labels)
@@ -148,14 +198,14 @@ class CounterFamily(Family[CounterSeries]):
 class GaugeFamily(Family[CounterSeries]):
     type: FamilyType = "gauge"
 
+    def _new(self, labels: LabelValues, text: str) -> CounterSeries:
+        return CounterSeries(labels, text, self.store.now)
+
     def set(self, labels: LabelValues, value: float) -> None:
-        series = self._series.get(labels)
-        if series is None:
-            if not self._admit(labels):
-                return
-            series = self._series[labels] = CounterSeries(labels, label_text(self.labelnames, labels), self.store.now)
-        series.value = value  # gauges reuse the counter's value slot
-        series.touched = self.store.now
+        series = self.get(labels)
+        if series is not None:
+            series.value = value  # gauges reuse the counter's value slot
+            series.touched = self.store.now
 
 
 class HistogramFamily(Family[HistogramSeries]):
@@ -175,18 +225,13 @@ class HistogramFamily(Family[HistogramSeries]):
             raise ValueError(f"{name}: buckets must be non-empty and strictly increasing, got {list(buckets)}")
         self.buckets = tuple(float(b) for b in buckets)
 
+    def _new(self, labels: LabelValues, text: str) -> HistogramSeries:
+        return HistogramSeries(labels, text, self.store.now, self.buckets)
+
     def observe(self, labels: LabelValues, value: float) -> None:
-        series = self._series.get(labels)
-        if series is None:
-            if not self._admit(labels):
-                return
-            series = self._series[labels] = HistogramSeries(
-                labels, label_text(self.labelnames, labels), self.store.now, len(self.buckets)
-            )
-        # bisect_left: the first bound >= value, i.e. Prometheus's `le` (less than or equal).
-        series.counts[bisect_left(self.buckets, value)] += 1
-        series.sum += value
-        series.touched = self.store.now
+        series = self._series.get(labels) or self.get(labels)
+        if series is not None:
+            series.observe(value, self.store.now)
 
 
 class CallbackFamily:
@@ -222,6 +267,7 @@ class Store:
         self.clock = clock
         self.now = clock()
         self.series_count = 0
+        self.generation = 0  # bumped whenever a series is removed, so cached series objects go stale
         self._families: dict[str, AnyFamily] = {}
 
     def _register(self, family: AnyFamily) -> None:

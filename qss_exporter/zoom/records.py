@@ -7,7 +7,7 @@ left empty or sent unparsable is None; unparsable fields are also named in `pars
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 __all__ = [
     "CpuUsage",
@@ -27,14 +27,16 @@ __all__ = [
     "UrlValidation",
 ]
 
+# Small per-entry values are NamedTuples (built ~3x faster than slotted dataclasses: a QoS event
+# carries a dozen of them); whole events are frozen dataclasses.
+
 Product = Literal["meeting", "webinar", "session"]
 Media = Literal["audio", "video", "share"]
 Quality = Literal["good", "fair", "poor", "bad"]
 DedupeKey = tuple[str | int, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class StreamSample:
+class StreamSample(NamedTuple):
     """One media stream of one participant for one minute (a real-time qos[] entry)."""
 
     media: Media
@@ -49,8 +51,7 @@ class StreamSample:
     height: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class QualityGrade:
+class QualityGrade(NamedTuple):
     """Zoom's own grade of a media for one minute (`audio_quality`, `video_quality`, `as_quality`)."""
 
     media: Media
@@ -58,8 +59,7 @@ class QualityGrade:
     score: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class CpuUsage:
+class CpuUsage(NamedTuple):
     """Client CPU as ratios 0-1 (Zoom sends percent)."""
 
     zoom_avg: float | None
@@ -86,8 +86,7 @@ class QosRecord:
     parse_errors: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class StreamSummary:
+class StreamSummary(NamedTuple):
     """Whole-session statistics of one media stream of one participant."""
 
     media: Media
@@ -142,8 +141,7 @@ class ParticipantInfo:
     final: bool  # a *_data_summary: the participant has left
 
 
-@dataclass(frozen=True, slots=True)
-class PhoneSample:
+class PhoneSample(NamedTuple):
     """One Zoom Phone QoS sample of one call leg in one direction."""
 
     leg: str  # caller, callee
