@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 
 from qss_exporter.activity import ActivityTracker
 from qss_exporter.catalogue import Catalogue
-from qss_exporter.dedupe import DedupeWindow
+from qss_exporter.dedupe import DedupeWindow, ParticipantHistory
 from qss_exporter.enrichment import ParticipantDirectory
 from qss_exporter.store import CounterSeries, HistogramSeries, RefusedSeries, Sample, Store
 from qss_exporter.zoom.records import ParticipantInfo, PhoneQosRecord, QosRecord, Record, SummaryRecord
@@ -32,6 +32,7 @@ class Pipeline:
         catalogue: Catalogue,
         directory: ParticipantDirectory,
         dedupe: DedupeWindow,
+        history: ParticipantHistory,
         activity_window: float,
         account_names: Mapping[str, str],
         clock: Callable[[], float],
@@ -40,6 +41,7 @@ class Pipeline:
         self._m = catalogue
         self._directory = directory
         self._dedupe = dedupe
+        self._history = history
         self._account_names = dict(account_names)
         self._clock = clock
         # Per media-stream label set, the eight series its values go to (one dict lookup per stream
@@ -72,13 +74,13 @@ class Pipeline:
             "zoom_qss_dedupe_keys",
             "Event keys remembered for deduplication.",
             (),
-            lambda: [Sample((), float(len(dedupe)))],
+            lambda: [Sample((), float(len(dedupe) + len(history)))],
         )
         store.callback(
             "zoom_qss_dedupe_evicted_total",
             "Dedupe keys dropped before their window ended because dedupe_max_entries was reached.",
             (),
-            lambda: [Sample((), float(dedupe.evicted))],
+            lambda: [Sample((), float(dedupe.evicted + history.evicted))],
             type="counter",
         )
         store.callback(
@@ -98,7 +100,11 @@ class Pipeline:
     def ingest(self, record: Record, source: str) -> bool:
         """Record one event; False when it was a duplicate and changed nothing."""
         now = self._store.now = self._clock()
-        if self._dedupe.seen(record.dedupe_key, now):
+        if isinstance(record, QosRecord):
+            participant = (record.account_id, record.instance, record.participant_id)
+            if self._history.seen(participant, record.dedupe_key, now):
+                return False
+        elif self._dedupe.seen(record.dedupe_key, now):
             return False
         m = self._m
         m.events.inc((source, record.event))
@@ -261,3 +267,4 @@ class Pipeline:
         self.participants.expire(now)
         self.calls.expire(now)
         self._directory.expire(now)
+        self._history.expire(now)
