@@ -21,7 +21,7 @@ from starlette.types import ASGIApp
 from qss_exporter import __version__
 from qss_exporter.catalogue import Catalogue
 from qss_exporter.config import Config, HostPort, redacted_summary
-from qss_exporter.dedupe import DedupeWindow
+from qss_exporter.dedupe import DedupeWindow, ParticipantHistory
 from qss_exporter.enrichment import ENRICHMENT_LABELS, ParticipantDirectory, SiteMap
 from qss_exporter.outputs.http import metrics_app
 from qss_exporter.pipeline import Pipeline
@@ -66,12 +66,15 @@ class Agent:
         directory = ParticipantDirectory(
             labels, sites, config.pipeline.enrichment_ttl_seconds, config.pipeline.enrichment_max_entries
         )
-        dedupe = DedupeWindow(config.pipeline.dedupe_window_seconds, config.pipeline.dedupe_max_entries, clock())
+        window, max_entries = config.pipeline.dedupe_window_seconds, config.pipeline.dedupe_max_entries
+        dedupe = DedupeWindow(window, max_entries, clock())
+        history = ParticipantHistory(window, max_entries)
         self.pipeline = Pipeline(
             self.store,
             self.catalogue,
             directory,
             dedupe,
+            history,
             config.pipeline.activity_window_seconds,
             {account.account_id: account.name for account in config.accounts},
             clock,
