@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable, Coroutine, Generator, Sequence
@@ -24,6 +25,9 @@ from qss_exporter.config import Config, HostPort, redacted_summary
 from qss_exporter.dedupe import DedupeWindow, ParticipantHistory
 from qss_exporter.enrichment import ENRICHMENT_LABELS, ParticipantDirectory, SiteMap
 from qss_exporter.outputs.http import metrics_app
+from qss_exporter.outputs.otlp import OtlpMetrics, OtlpSelfMetrics, build_otlp_metrics
+from qss_exporter.outputs.otlp_logs import QosLogs, build_qos_logs
+from qss_exporter.outputs.otlp_settings import build_resource
 from qss_exporter.pipeline import Pipeline
 from qss_exporter.sources.webhook import WebhookAccount, WebhookReceiver, webhook_app
 from qss_exporter.store import Store
@@ -34,6 +38,7 @@ log = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN_SECONDS = 8.0  # below Kubernetes' and Docker's default 10 s stop timeout
 HOUSEKEEPING_SECONDS = 30.0
+OTLP_FLUSH_SECONDS = 5.0  # the final OTLP flush at shutdown, after the listeners have drained
 
 
 class _Server(uvicorn.Server):
@@ -79,7 +84,16 @@ class Agent:
             {account.account_id: account.name for account in config.accounts},
             clock,
         )
+        otlp_self_metrics = OtlpSelfMetrics.register(self.store)
         self.catalogue.add_store_metrics()
+        self.otlp: OtlpMetrics | None = None
+        self.otlp_logs: QosLogs | None = None
+        if config.otlp.enabled:
+            resource = build_resource(config.otlp, os.environ)
+            self.otlp = build_otlp_metrics(config.otlp, self.store, otlp_self_metrics, resource, os.environ, clock)
+            if config.otlp.logs.enabled:
+                self.otlp_logs = build_qos_logs(config.otlp, labels, otlp_self_metrics, resource, os.environ, clock)
+                self.pipeline.add_qos_listener(self.otlp_logs.on_qos)
         hook = config.webhook
         self.receiver = WebhookReceiver(
             self.pipeline,
@@ -171,12 +185,16 @@ class Agent:
                     on_ready(self)
             background = [group.create_task(self._housekeeping())]
             background += [group.create_task(task(self)) for task in extra_tasks]
+            background += [group.create_task(output.run()) for output in (self.otlp, self.otlp_logs) if output]
             if self._ready:
                 await self._stopping.wait()
             self._ready = False
             self.stop()
             for task in background:
                 task.cancel()
+        for output in (self.otlp, self.otlp_logs):
+            if output is not None:
+                await output.close(OTLP_FLUSH_SECONDS)
         log.info("stopped")
 
     async def _housekeeping(self) -> None:

@@ -8,8 +8,8 @@ import logging
 import os
 import sys
 from collections.abc import Coroutine, Sequence
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from qss_exporter import __version__
 from qss_exporter.app import Agent

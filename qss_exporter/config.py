@@ -46,6 +46,8 @@ __all__ = [
     "LimitsConfig",
     "ListenConfig",
     "LogConfig",
+    "OtlpConfig",
+    "OtlpLogsConfig",
     "PipelineConfig",
     "Secret",
     "SiteConfig",
@@ -373,6 +375,69 @@ class LogConfig(_Section):
     format: Literal["plain", "json"] = "plain"
 
 
+_HeaderName = Annotated[
+    str,
+    _check(re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+").fullmatch, "expected an HTTP header name"),
+    AfterValidator(str.lower),  # gRPC metadata keys must be lower case; HTTP does not care
+]
+_PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class OtlpLogsConfig(_Section):
+    """Optional OTLP log records, one per real-time QoS record (drill-down; off by default)."""
+
+    enabled: bool = False
+    participant_id: Literal["hashed", "plain", "omit"] = "hashed"
+    participant_id_hash_key: Secret | None = None
+    max_queue: Annotated[int, Field(ge=100)] = 10_000
+
+
+class OtlpConfig(_Section):
+    """OTLP push of the metric store (and optional logs). Unset keys fall back to the OTEL_* variables."""
+
+    enabled: bool = False
+    protocol: Literal["grpc", "http/protobuf"] | None = None
+    endpoint: _HttpUrl | None = None
+    headers: Annotated[
+        Mapping[_HeaderName, Secret],
+        AfterValidator(lambda headers: MappingProxyType(dict(headers))),
+        PlainSerializer(lambda headers: dict.fromkeys(headers, _REDACTED)),
+    ] = Field(default_factory=lambda: MappingProxyType({}))
+    timeout_seconds: _PositiveSeconds | None = None
+    compression: Literal["gzip", "none"] | None = None
+    certificate_file: Path | None = None
+    client_certificate_file: Path | None = None
+    client_key_file: Path | None = None
+    interval_seconds: _PositiveSeconds | None = None
+    temporality: Literal["cumulative", "delta"] | None = None
+    resource_attributes: Annotated[
+        Mapping[Annotated[str, Field(min_length=1)], str],
+        AfterValidator(lambda attributes: MappingProxyType(dict(attributes))),
+        PlainSerializer(dict),
+    ] = Field(default_factory=lambda: MappingProxyType({}))
+    logs: OtlpLogsConfig = Field(default_factory=OtlpLogsConfig)
+
+    @model_validator(mode="after")
+    def _logs_complete(self) -> Self:
+        problems: list[Problem] = []
+        logs = self.logs
+        if logs.enabled and not self.enabled:
+            problems.append((("logs", "enabled"), "needs otlp.enabled: true (logs use the same connection)"))
+        if logs.enabled and logs.participant_id == "hashed" and logs.participant_id_hash_key is None:
+            problems.append(
+                (
+                    ("logs", "participant_id_hash_key"),
+                    "missing (hashed participant ids need a key; or set participant_id: omit)",
+                )
+            )
+        if (self.client_certificate_file is None) != (self.client_key_file is None):
+            missing = "client_key_file" if self.client_key_file is None else "client_certificate_file"
+            problems.append(((missing,), "missing (mutual TLS needs both client_certificate_file and client_key_file)"))
+        if problems:
+            raise problems_error(problems)
+        return self
+
+
 class Config(_Section):
     """The whole configuration. Build it with `load_config` or `config_from_mapping`."""
 
@@ -386,6 +451,7 @@ class Config(_Section):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     histograms: HistogramsConfig = Field(default_factory=HistogramsConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    otlp: OtlpConfig = Field(default_factory=OtlpConfig)
 
     @field_validator("accounts")
     @classmethod

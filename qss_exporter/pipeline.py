@@ -48,6 +48,7 @@ class Pipeline:
         # instead of eight): recording became ~2x faster (bench/hotpath.py).
         self._stream_cache: dict[tuple[str, ...], _StreamSeries] = {}
         self._generation = store.generation
+        self._label_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
         self.participants = ActivityTracker(activity_window)
         self._qos_listeners: list[QosListener] = []
         self.calls = ActivityTracker(activity_window)
@@ -100,9 +101,13 @@ class Pipeline:
     def ingest(self, record: Record, source: str) -> bool:
         """Record one event; False when it was a duplicate and changed nothing."""
         now = self._store.now = self._clock()
-        if isinstance(record, QosRecord):
-            participant = (record.account_id, record.instance, record.participant_id)
-            if self._history.seen(participant, record.dedupe_key, now):
+        # The frequent events are remembered per participant (or call), the rare ones globally.
+        if isinstance(record, QosRecord | ParticipantInfo):
+            entity: tuple[str, ...] = (record.account_id, record.instance, record.participant_id)
+            if self._history.seen(entity, record.dedupe_key, now):
+                return False
+        elif isinstance(record, PhoneQosRecord) and record.event == "phone.call_qos":
+            if self._history.seen((record.account_id, record.call_id), record.dedupe_key, now):
                 return False
         elif self._dedupe.seen(record.dedupe_key, now):
             return False
@@ -236,7 +241,8 @@ class Pipeline:
         summary = record.event == "phone.call_qos_summary"
         for sample in record.samples:
             # A summary may repeat samples already received one by one: count each sample once.
-            if summary and self._dedupe.seen(
+            if summary and self._history.seen(
+                (record.account_id, record.call_id),
                 ("phone.call_qos", record.account_id, record.call_id, sample.leg, sample.direction, sample.sample_time),
                 now,
             ):

@@ -46,7 +46,7 @@ INVALID: list[tuple[str, list[str]]] = [
         "invalid-unknown-section.yaml",
         [
             "listeners: unknown key (allowed: listen, webhook, accounts, zoom, labels, sites, pipeline, limits, "
-            "histograms, log)"
+            "histograms, log, otlp)"
         ],
     ),
     ("invalid-unknown-account-key.yaml", [f"accounts[0].clientid: unknown key (allowed: {ACCOUNT_KEYS})"]),
@@ -388,7 +388,7 @@ def test_keys_are_not_interpolated() -> None:
     problems = problems_of({"accounts": [ACME], "${LOG}": {}}, environ={"LOG": "log"})
     assert problems == [
         "${LOG}: unknown key (allowed: listen, webhook, accounts, zoom, labels, sites, pipeline, limits, "
-        "histograms, log)"
+        "histograms, log, otlp)"
     ]
 
 

@@ -6,6 +6,7 @@ single unparsable value drops only that value (its field is listed in the record
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from qss_exporter.zoom import vocabulary as vocab
@@ -201,6 +202,8 @@ def _participant_event(
     participant_id = _first_id(person, id_keys)
     if participant_id is None:
         return InvalidEvent(event, id_keys[0])
+    # Interned, so that every table keyed by them shares one copy per participant, not one per event.
+    instance, participant_id = sys.intern(instance), sys.intern(participant_id)
     event_time = event_ts / 1000.0 if event_ts is not None else None
     if kind.endswith(("_data", "_data_summary")):
         return _participant_info(event, product, account_id, instance, participant_id, person, event_ts)
@@ -469,6 +472,7 @@ def _phone(event: str, account_id: str, obj: dict[str, Any], event_ts: int | Non
         call_id = str(call_id)
     if not isinstance(call_id, str) or not call_id:
         return InvalidEvent(event, "call_id")
+    call_id = sys.intern(call_id)
     legs = obj.get("call_qos")
     # phone.call_qos carries one leg as an object with one sample as an object; the summary an
     # array of legs, each with an array of samples. Both shapes are accepted in both events.

@@ -1,0 +1,275 @@
+"""Effective OTLP connection settings: the `otlp:` config section over the standard OTEL_* variables.
+
+Precedence for every setting: an explicit config key, then the signal-specific variable
+(`OTEL_EXPORTER_OTLP_METRICS_*`), then the generic one (`OTEL_EXPORTER_OTLP_*`), then the
+specification's default. Durations in variables are milliseconds, as the specification says. Also
+builds the Resource and the SDK's exporter objects; nothing here sends data.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, cast
+from urllib.parse import unquote, urlparse
+
+import grpc  # type: ignore[import-untyped]  # grpcio ships no type hints
+from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogExporter
+from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetricExporter
+from opentelemetry.exporter.otlp.proto.http import Compression as HttpCompression
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogExporter
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetricExporter
+from opentelemetry.sdk._logs.export import LogRecordExporter
+from opentelemetry.sdk.metrics.export import MetricExporter
+from opentelemetry.sdk.resources import Resource
+
+from qss_exporter import __version__
+from qss_exporter.config import OtlpConfig
+from qss_exporter.errors import ConfigError
+
+__all__ = ["ExportSettings", "build_log_exporter", "build_metric_exporter", "build_resource", "resolve_settings"]
+
+log = logging.getLogger(__name__)
+
+Signal = Literal["metrics", "logs"]
+Protocol = Literal["grpc", "http/protobuf"]
+
+_DEFAULT_ENDPOINT = {"grpc": "http://localhost:4317", "http/protobuf": "http://localhost:4318"}
+DEFAULT_TIMEOUT_SECONDS = 10.0
+DEFAULT_INTERVAL_SECONDS = 60.0
+_GRPC_COMPRESSION = {"gzip": grpc.Compression.Gzip, "none": grpc.Compression.NoCompression}
+_HTTP_COMPRESSION = {"gzip": HttpCompression.Gzip, "none": HttpCompression.NoCompression}
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """Everything one signal's exporter needs, already resolved (no further environment lookups)."""
+
+    signal: Signal
+    protocol: Protocol
+    endpoint: str  # gRPC: http(s)://host:port; HTTP: the full URL including /v1/metrics or /v1/logs
+    insecure: bool  # gRPC only: plaintext channel
+    headers: Mapping[str, str] = field(repr=False)
+    timeout: float
+    compression: Literal["gzip", "none"]
+    certificate_file: Path | None
+    client_certificate_file: Path | None
+    client_key_file: Path | None
+    interval: float
+    temporality: Literal["cumulative", "delta", "lowmemory"]
+
+    def describe(self) -> str:
+        """A one-line summary for the start-up log (header values are secrets: names only)."""
+        headers = ",".join(sorted(self.headers)) or "none"
+        return (
+            f"{self.signal} via {self.protocol} to {self.endpoint} every {self.interval:g}s "
+            f"(timeout {self.timeout:g}s, {self.temporality}, compression {self.compression}, headers {headers})"
+        )
+
+
+def _var(environ: Mapping[str, str], *variables: str) -> tuple[str, str] | None:
+    """(variable, value) of the first of `variables` that is set and not blank."""
+    for variable in variables:
+        value = environ.get(variable, "").strip()
+        if value:
+            return variable, value
+    return None
+
+
+def _env(environ: Mapping[str, str], signal: Signal, name: str) -> tuple[str, str] | None:
+    """OTEL_EXPORTER_OTLP_{SIGNAL}_{name}, else OTEL_EXPORTER_OTLP_{name}."""
+    return _var(environ, f"OTEL_EXPORTER_OTLP_{signal.upper()}_{name}", f"OTEL_EXPORTER_OTLP_{name}")
+
+
+def _milliseconds(found: tuple[str, str] | None) -> float | None:
+    if found is None:
+        return None
+    variable, raw = found
+    try:
+        value = float(raw) / 1000
+    except ValueError:
+        value = -1.0
+    if value > 0:
+        return value
+    log.warning("ignoring %s=%r: expected a positive number of milliseconds", variable, raw)
+    return None
+
+
+def _choice(found: tuple[str, str] | None, allowed: tuple[str, ...]) -> str | None:
+    if found is None:
+        return None
+    variable, value = found
+    if value.lower() in allowed:
+        return value.lower()
+    log.warning("ignoring %s=%r: expected one of %s", variable, value, ", ".join(allowed))
+    return None
+
+
+def _key_values(found: tuple[str, str] | None) -> dict[str, str]:
+    """`key1=value1,key2=value2` with percent-encoded values, the form of the OTEL_* list variables."""
+    pairs: dict[str, str] = {}
+    if found is None:
+        return pairs
+    variable, text = found
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip():
+            pairs[key.strip()] = unquote(value.strip())
+        elif item.strip():
+            # The entry is not shown: header values are credentials.
+            log.warning("ignoring a malformed entry in %s (expected key=value)", variable)
+    return pairs
+
+
+def resolve_settings(config: OtlpConfig, environ: Mapping[str, str], signal: Signal = "metrics") -> ExportSettings:
+    """Resolve one signal's settings; invalid variables are ignored with a warning, as the spec asks."""
+    protocol = cast(Protocol, config.protocol or _choice(_env(environ, signal, "PROTOCOL"), ("grpc", "http/protobuf")))
+    protocol = protocol or "http/protobuf"
+    specific = environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT", "").strip()
+    generic = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    path = f"/v1/{signal}"
+    if config.endpoint is not None:
+        endpoint = config.endpoint if protocol == "grpc" else config.endpoint + path
+    elif specific:
+        endpoint = specific  # a signal-specific URL is used as it is, path included
+    else:
+        base = (generic or _DEFAULT_ENDPOINT[protocol]).rstrip("/")
+        endpoint = base if protocol == "grpc" else base + path
+    if protocol == "grpc" and urlparse(endpoint).scheme not in ("http", "https"):
+        # A bare host:port (allowed in the variables): TLS unless OTEL_EXPORTER_OTLP_INSECURE=true.
+        plaintext = _choice(_env(environ, signal, "INSECURE"), ("true", "false")) == "true"
+        endpoint = f"{'http' if plaintext else 'https'}://{endpoint}"
+
+    headers = {key.lower(): value for key, value in _key_values(_env(environ, signal, "HEADERS")).items()}
+    headers.update({name: secret.reveal() for name, secret in config.headers.items()})
+
+    timeout = config.timeout_seconds or _milliseconds(_env(environ, signal, "TIMEOUT"))
+    compression = config.compression or _choice(_env(environ, signal, "COMPRESSION"), ("gzip", "none")) or "none"
+
+    def path_of(configured: Path | None, name: str) -> Path | None:
+        if configured is not None:
+            return configured
+        found = _env(environ, signal, name)
+        return Path(found[1]) if found else None
+
+    interval = config.interval_seconds or _milliseconds(_var(environ, "OTEL_METRIC_EXPORT_INTERVAL"))
+    temporality = config.temporality or _choice(
+        _var(environ, "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"), ("cumulative", "delta", "lowmemory")
+    )
+    return ExportSettings(
+        signal=signal,
+        protocol=protocol,
+        endpoint=endpoint,
+        insecure=urlparse(endpoint).scheme == "http",
+        headers=headers,
+        timeout=timeout or DEFAULT_TIMEOUT_SECONDS,
+        compression=cast(Literal["gzip", "none"], compression),
+        certificate_file=path_of(config.certificate_file, "CERTIFICATE"),
+        client_certificate_file=path_of(config.client_certificate_file, "CLIENT_CERTIFICATE"),
+        client_key_file=path_of(config.client_key_file, "CLIENT_KEY"),
+        interval=interval or DEFAULT_INTERVAL_SECONDS,
+        temporality=cast(Literal["cumulative", "delta", "lowmemory"], temporality or "cumulative"),
+    )
+
+
+def build_resource(config: OtlpConfig, environ: Mapping[str, str], instance_id: str | None = None) -> Resource:
+    """The Resource of everything the agent pushes.
+
+    Built-in defaults (service.name=qss-exporter, service.version, a random service.instance.id per
+    process), overridden by OTEL_RESOURCE_ATTRIBUTES, then OTEL_SERVICE_NAME, then the config's
+    `otlp.resource_attributes`.
+    """
+    defaults = Resource(
+        {
+            "service.name": "qss-exporter",
+            "service.version": __version__,
+            "service.instance.id": instance_id or str(uuid.uuid4()),
+        }
+    )
+    detected = _key_values(_var(environ, "OTEL_RESOURCE_ATTRIBUTES"))
+    if service := environ.get("OTEL_SERVICE_NAME", "").strip():
+        detected["service.name"] = service
+    return defaults.merge(Resource(detected)).merge(Resource(dict(config.resource_attributes)))
+
+
+def _read(path: Path | None, key: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"otlp.{key}: cannot read {path}: {exc.strerror or type(exc).__name__}"]) from None
+
+
+def build_metric_exporter(settings: ExportSettings) -> MetricExporter:
+    """The SDK's OTLP metric exporter (gRPC or HTTP/protobuf) for these settings.
+
+    Its own retry loop (exponential backoff with jitter, honouring Retry-After / RetryInfo, within
+    `timeout`) handles transient failures; TLS files are read here so that a bad path fails the start.
+    """
+    files = _tls_files(settings)
+    if settings.protocol == "grpc":
+        return GrpcMetricExporter(
+            endpoint=settings.endpoint,
+            insecure=settings.insecure,
+            credentials=_grpc_credentials(settings, files),
+            headers=dict(settings.headers),
+            timeout=settings.timeout,
+            compression=_GRPC_COMPRESSION[settings.compression],
+        )
+    return HttpMetricExporter(
+        endpoint=settings.endpoint,
+        certificate_file=_str(settings.certificate_file),
+        client_certificate_file=_str(settings.client_certificate_file),
+        client_key_file=_str(settings.client_key_file),
+        headers=dict(settings.headers),
+        timeout=settings.timeout,
+        compression=_HTTP_COMPRESSION[settings.compression],
+    )
+
+
+def build_log_exporter(settings: ExportSettings) -> LogRecordExporter:
+    """The SDK's OTLP log exporter, configured like the metric one."""
+    files = _tls_files(settings)
+    if settings.protocol == "grpc":
+        return GrpcLogExporter(
+            endpoint=settings.endpoint,
+            insecure=settings.insecure,
+            credentials=_grpc_credentials(settings, files),
+            headers=dict(settings.headers),
+            timeout=settings.timeout,
+            compression=_GRPC_COMPRESSION[settings.compression],
+        )
+    return HttpLogExporter(
+        endpoint=settings.endpoint,
+        certificate_file=_str(settings.certificate_file),
+        client_certificate_file=_str(settings.client_certificate_file),
+        client_key_file=_str(settings.client_key_file),
+        headers=dict(settings.headers),
+        timeout=settings.timeout,
+        compression=_HTTP_COMPRESSION[settings.compression],
+    )
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def _tls_files(settings: ExportSettings) -> tuple[bytes | None, bytes | None, bytes | None]:
+    return (
+        _read(settings.certificate_file, "certificate_file"),
+        _read(settings.client_certificate_file, "client_certificate_file"),
+        _read(settings.client_key_file, "client_key_file"),
+    )
+
+
+def _grpc_credentials(
+    settings: ExportSettings, files: tuple[bytes | None, bytes | None, bytes | None]
+) -> grpc.ChannelCredentials | None:
+    if settings.insecure:
+        return None
+    ca, certificate, key = files
+    return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=certificate)
