@@ -91,6 +91,8 @@ class WebhookReceiver:
             finally:
                 self.in_flight -= 1
         status, body, headers = reply
+        # An explicit length: without one uvicorn would fall back to chunked encoding.
+        headers = [*headers, (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

@@ -1,0 +1,149 @@
+"""Memory: resident bytes per active participant at 10k and 50k concurrent participants, and a soak
+with participants joining and leaving until every window (activity, enrichment, dedupe) is full.
+
+Each case runs in a fresh process. Events come from the demo simulator and go through the real
+decoder and pipeline with a simulated clock, so hours of traffic take a minute or two; webhook
+HTTP handling keeps no per-participant state, so it is left out here."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.common import Spread
+
+__all__ = ["run"]
+
+
+def _rss() -> int:
+    gc.collect()
+    return int(Path("/proc/self/statm").read_text().split()[1]) * 4096
+
+
+class _Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _generate(participants: int, minutes: int, path: Path) -> None:
+    """Simulator output as lines "<simulated time>\t<body>", made in its own process so that the
+    simulator's own memory does not count against the agent's."""
+    from qss_exporter.sources.simulator import Simulator, default_accounts
+
+    simulator = Simulator(default_accounts(), size=participants, seed=5, start=time.time())
+    with path.open("wb") as out:
+        for _ in range(minutes):
+            for emitted in simulator.advance(60):
+                out.write(f"{simulator.now:.3f}\t".encode() + emitted.body + b"\n")
+            out.write(f"{simulator.now:.3f}\tMINUTE\n".encode())
+
+
+def _case(path: Path, sample_every: int) -> dict[str, Any]:
+    from qss_exporter.app import Agent
+    from qss_exporter.config import config_from_mapping
+    from qss_exporter.sources.simulator import DEFAULT_SITES, default_accounts
+    from qss_exporter.store import CallbackFamily
+    from qss_exporter.zoom.events import decode
+
+    clock = _Clock(time.time())
+    accounts = [{"name": a.name, "account_id": a.account_id, "webhook_secret_token": "s"} for a in default_accounts()]
+    sites = [{"name": site.name, "cidrs": list(site.cidrs)} for site in DEFAULT_SITES]
+    agent = Agent(config_from_mapping({"accounts": accounts, "sites": sites}), clock=clock)  # default labels
+    pipeline = agent.pipeline
+    active_participants = agent.store.family("zoom_qss_active_participants")
+    baseline = _rss()
+    samples: list[dict[str, float]] = []
+    events = minute = 0
+    wall = time.perf_counter()
+    with path.open("rb") as lines:
+        for line in lines:
+            stamp, _, body = line.rstrip(b"\n").partition(b"\t")
+            clock.now = float(stamp)
+            if body != b"MINUTE":
+                pipeline.ingest(decode(orjson.loads(body)), "demo")  # type: ignore[arg-type]  # only QSS events
+                events += 1
+                continue
+            minute += 1
+            if minute % 5 == 0:
+                pipeline.expire()  # the agent's housekeeping runs every 30 s
+            if minute % sample_every == 0:
+                assert isinstance(active_participants, CallbackFamily)
+                active = sum(sample.value for sample in active_participants.collect())
+                rss = _rss()
+                samples.append(
+                    {
+                        "minute": minute,
+                        "active_participants": active,
+                        "rss_mib": rss / 2**20,
+                        "bytes_per_active_participant": (rss - baseline) / max(active, 1),
+                        "dedupe_keys": len(pipeline._history) + len(pipeline._dedupe),
+                        "series": agent.store.series_count,
+                    }
+                )
+    return {
+        "simulated_minutes": minute,
+        "events": events,
+        "seconds": time.perf_counter() - wall,
+        "baseline_rss_mib": baseline / 2**20,
+        "samples": samples,
+    }
+
+
+def _subprocess(participants: int, minutes: int, sample_every: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as scratch:
+        events = Path(scratch) / "events.tsv"
+        command = [sys.executable, "-m", "bench.memory"]
+        subprocess.run([*command, "--generate", str(participants), str(minutes), str(events)], check=True, timeout=3600)
+        out = subprocess.run(
+            [*command, "--case", str(events), str(sample_every)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=3600,
+        )
+    return {"participants": participants, **json.loads(out.stdout)}
+
+
+def run(smoke: bool = False) -> dict[str, Any]:
+    if smoke:
+        return {"cases": [_subprocess(300, 3, 1)]}
+    cases = [_subprocess(10_000, 10, 10), _subprocess(50_000, 10, 10)]
+    # The soak: past the 2-hour dedupe window, when every table has reached its steady size.
+    soak = _subprocess(10_000, 150, 10)
+    steady = [s["rss_mib"] for s in soak["samples"] if s["minute"] >= 130]
+    return {
+        "cases": cases,
+        "soak": soak,
+        "soak_steady_rss_mib": Spread.of(steady).as_dict(),
+        "soak_growth_last_20_minutes_percent": 100 * (steady[-1] - steady[0]) / steady[0],
+        "target": {"bytes_per_active_participant": 2048, "soak_growth_percent": 0},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--generate", nargs=3, metavar=("PARTICIPANTS", "MINUTES", "FILE"))
+    parser.add_argument("--case", nargs=2, metavar=("FILE", "SAMPLE_EVERY"))
+    parser.add_argument("--smoke", action="store_true")
+    args = parser.parse_args()
+    if args.generate:
+        _generate(int(args.generate[0]), int(args.generate[1]), Path(args.generate[2]))
+        return
+    result = _case(Path(args.case[0]), int(args.case[1])) if args.case else run(args.smoke)
+    print(json.dumps(result, indent=2))  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()

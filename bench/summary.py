@@ -1,0 +1,162 @@
+"""Rewrites the generated table in docs/performance.md from the recorded bench/results/*.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.common import RESULTS
+
+__all__ = ["summary_table", "write_summary"]
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
+START, END = "<!-- bench:summary:start -->", "<!-- bench:summary:end -->"
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _spread(value: dict[str, float], digits: int = 2) -> str:
+    return f"{value['median']:.{digits}f} ({value['min']:.{digits}f} - {value['max']:.{digits}f})"
+
+
+def _row(figure: str, measured: str, baseline: str, target: str, met: bool | None) -> str:
+    verdict = "-" if met is None else ("yes" if met else "**no**")
+    return f"| {figure} | {measured} | {baseline} | {target} | {verdict} |"
+
+
+def _ingest(result: dict[str, Any]) -> list[str]:
+    ratio, half = result["ratio_agent_to_floor"], result["half_load"]
+    floor = f"bare Starlette + uvicorn {_spread(result['floor_requests_per_second'], 0)} req/s"
+    return [
+        _row("ingest: agent events/s at saturation", _spread(result["agent_events_per_second"], 0), floor, "", None),
+        _row("ingest: ratio agent / floor", _spread(ratio), "", ">= 0.5", ratio["median"] >= 0.5),
+        _row(
+            f"latency at half load ({half['rate']:.0f} events/s): p50 / p99 ms",
+            f"{half['p50_ms']:.2f} / {half['p99_ms']:.2f}",
+            "",
+            "p99 <= 20 ms",
+            half["p99_ms"] <= 20,
+        ),
+    ]
+
+
+def _hotpath(result: dict[str, Any]) -> list[str]:
+    stages = result["microseconds_per_event"]
+    parts = ", ".join(f"{stage} {stages[stage]['median']:.1f}" for stage in ("verify", "json", "decode", "record"))
+    baseline = f"orjson.loads alone {stages['json']['median']:.1f}"
+    return [
+        _row(
+            f"hot path in-process, us per event ({parts})",
+            f"{result['total_median_microseconds']:.1f}",
+            baseline,
+            "",
+            None,
+        )
+    ]
+
+
+def _scrape(result: dict[str, Any]) -> list[str]:
+    rows = []
+    for case in result["cases"]:
+        seconds, speedup = case["render_seconds"]["median"], case["speedup"]
+        big = case["series"] >= 100_000
+        baseline = f"prometheus_client {_spread(case['prometheus_client_seconds'])} s (x{speedup:.1f})"
+        rows.append(
+            _row(
+                f"/metrics render of {case['series']:,} histogram series ({case['lines']:,} lines), s",
+                _spread(case["render_seconds"], 3),
+                baseline,
+                ">= 10x faster" + (", <= 1 s" if big else ""),
+                speedup >= 10 and (seconds <= 1.0 or not big),
+            )
+        )
+    return rows
+
+
+def _memory(result: dict[str, Any]) -> list[str]:
+    rows = []
+    for case in result["cases"]:
+        last = case["samples"][-1]
+        per = last["bytes_per_active_participant"]
+        rows.append(
+            _row(
+                f"memory per active participant: {last['active_participants']:.0f} active "
+                f"({case['participants']:,} simulated) after {last['minute']} min, bytes",
+                f"{per:.0f}",
+                f"process at start {case['baseline_rss_mib']:.0f} MiB",
+                "<= 2048",
+                per <= 2048,
+            )
+        )
+    if "soak" in result:
+        growth = result["soak_growth_last_20_minutes_percent"]
+        rows.append(
+            _row(
+                "soak: RSS over the last 20 of 150 simulated minutes (10k participants joining and leaving), MiB",
+                _spread(result["soak_steady_rss_mib"], 1),
+                f"growth {growth:+.1f} %",
+                "no growth",
+                growth <= 1.0,
+            )
+        )
+    return rows
+
+
+def _export(result: dict[str, Any]) -> list[str]:
+    rows = []
+    for build in result["builds"]:
+        rows.append(
+            _row(
+                f"OTLP build + serialise of {build['series']:,} series, s "
+                f"(peak {build['peak_python_memory_mib']:.0f} MiB, {build['serialised_bytes'] / 2**20:.1f} MiB sent)",
+                _spread(build["build_and_serialise_seconds"]),
+                f"/metrics render {_spread(build['prometheus_render_seconds'], 3)} s",
+                "",
+                None,
+            )
+        )
+    during = result["webhook_latency_during_exports"]
+    on, off = during["otlp_on"]["p99_ms"], during["otlp_off"]["p99_ms"]
+    rows.append(
+        _row(
+            f"webhook p99 while exporting {during['series']:,} series every {during['export_interval_seconds']} s, ms",
+            f"{on:.1f}",
+            f"OTLP off {off:.1f}",
+            "p99 <= 20 ms",
+            on <= 20,
+        )
+    )
+    return rows
+
+
+def summary_table() -> str:
+    rows = [
+        "| figure | measured: median (min - max) | baseline in the same run | target | met |",
+        "|---|---|---|---|---|",
+    ]
+    machine: dict[str, Any] = {}
+    for name, section in (
+        ("ingest", _ingest),
+        ("hotpath", _hotpath),
+        ("scrape", _scrape),
+        ("memory", _memory),
+        ("export", _export),
+    ):
+        result = _load(name)
+        if result is not None:
+            rows += section(result)
+            machine = machine or result.get("machine", {})
+    cpu, cores, python = machine.get("cpu", "?"), machine.get("cores", "?"), machine.get("python", "?")
+    header = f"Recorded on {cpu}, {cores} cores, Python {python}."
+    return header + "\n\n" + "\n".join(rows)
+
+
+def write_summary() -> None:
+    text = DOC.read_text()
+    before, _, rest = text.partition(START)
+    _, _, after = rest.partition(END)
+    DOC.write_text(f"{before}{START}\n{summary_table()}\n{END}{after}")

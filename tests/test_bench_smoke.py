@@ -1,0 +1,32 @@
+"""The benchmarks run in a short smoke mode on every CI run, so they cannot rot (no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.process import REPO
+
+
+def test_every_benchmark_runs_in_smoke_mode() -> None:
+    if shutil.which("wrk") is None:
+        if os.environ.get("CI"):
+            pytest.fail("wrk is required in CI (Debian package wrk, installed by scripts/install)")
+        pytest.skip("wrk not installed (Debian package wrk)")
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke"], cwd=REPO, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    outputs = {name: value for line in result.stdout.splitlines() for name, value in json.loads(line).items()}
+    assert set(outputs) == {"hotpath", "ingest", "scrape", "memory", "export"}
+    assert outputs["ingest"]["agent_non_2xx"] == 0
+    assert outputs["ingest"]["agent_outcomes_per_run"][0]["accepted"] > 0
+    if shutil.which("promtool"):
+        assert outputs["scrape"]["cases"][0]["promtool_check_metrics"] == "ok"
+    assert outputs["export"]["webhook_latency_during_exports"]["otlp_on"]["failures"] == 0
+    assert outputs["memory"]["cases"][0]["samples"]
