@@ -10,7 +10,9 @@ LABEL org.opencontainers.image.title="qss-exporter" \
       org.opencontainers.image.description="Zoom Quality of Service Subscription data as Prometheus and OpenTelemetry metrics" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /install /usr/local
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin qss
+# /var/lib/qss-exporter: the REST poller's default state_dir (mount a volume there to keep it).
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin qss \
+    && install -d -o 10001 -g 10001 -m 0700 /var/lib/qss-exporter
 USER 10001
 ENV PYTHONUNBUFFERED=1 \
     QSS_EXPORTER_HEALTH_URL=http://127.0.0.1:9877/healthz

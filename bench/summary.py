@@ -93,10 +93,12 @@ def _memory(result: dict[str, Any]) -> list[str]:
             )
         )
     if "soak" in result:
-        growth = result["soak_growth_last_20_minutes_percent"]
+        growth = result["soak_growth_percent"]
+        minutes = result["soak"]["simulated_minutes"]
         rows.append(
             _row(
-                "soak: RSS over the last 20 of 150 simulated minutes (10k participants joining and leaving), MiB",
+                f"soak: RSS over the last {result['soak_steady_minutes']} of {minutes} simulated minutes "
+                "(10k participants joining and leaving), MiB",
                 _spread(result["soak_steady_rss_mib"], 1),
                 f"growth {growth:+.1f} %",
                 "no growth",

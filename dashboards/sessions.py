@@ -1,6 +1,5 @@
-"""The "Meetings, webinars & Video SDK sessions" dashboard: activity and whole-session quality (summaries).
-
-Per-participant detail panels (the exporter's opt-in detail mode) are not here: that mode does not exist yet.
+"""The "Meetings, webinars & Video SDK sessions" dashboard: activity, whole-session quality (summaries) and
+the drill-down of detail mode (per meeting and per participant; empty unless the exporter turns it on).
 """
 
 from __future__ import annotations
@@ -199,11 +198,102 @@ def _media() -> Row:
     )
 
 
+def _drill_down() -> Row:
+    """Detail mode's families (docs/detail.md): the selected meetings and participants, by hashed label."""
+    scope = labels(ACCOUNT_PRODUCT)
+    audio = labels(ACCOUNT_PRODUCT, 'media="audio"')
+    who = "account, product, meeting, participant"
+    person = "{{meeting}} / {{participant}}"
+    needs = " Detail mode only (docs/detail.md): `qss-exporter lookup` turns an email or meeting number into its label."
+    return Row(
+        "Drill-down: selected meetings and participants (detail mode)",
+        [
+            (
+                timeseries(
+                    "Worst participants: audio packet loss",
+                    "The ten selected participants (allowlist and worst N) with the highest audio packet loss in "
+                    f"their latest one-minute record, either direction. {guidance.PACKET_LOSS.source}.{needs}",
+                    "percentunit",
+                    [Query(f"topk(10, max by ({who}) (zoom_qss_participant_packet_loss_ratio{audio}))", person)],
+                    steps=higher_is_worse(guidance.PACKET_LOSS),
+                ),
+                8,
+            ),
+            (
+                timeseries(
+                    "Worst participants: audio latency",
+                    f"The ten selected participants with the highest audio latency in their latest record. "
+                    f"{guidance.LATENCY.source}.{needs}",
+                    "s",
+                    [Query(f"topk(10, max by ({who}) (zoom_qss_participant_latency_seconds{audio}))", person)],
+                    steps=higher_is_worse(guidance.LATENCY),
+                ),
+                8,
+            ),
+            (
+                timeseries(
+                    "Selected participants: Zoom quality grade",
+                    f"Each selected participant's worst current grade over media: 4 good, 3 fair, 2 poor, 1 bad."
+                    f"{needs}",
+                    "none",
+                    [Query(f"min by ({who}) (zoom_qss_participant_quality_grade{scope})", person)],
+                    steps=[(None, "red"), (2.5, "orange"), (3.5, "green")],
+                    min_value=1,
+                    max_value=4,
+                ),
+                8,
+            ),
+            (
+                timeseries(
+                    "Selected meetings: participants now",
+                    f"Active participants of each selected (worst N) meeting, webinar or session.{needs}",
+                    "short",
+                    [
+                        Query(
+                            f"sum by (account, product, meeting) (zoom_qss_meeting_participants{scope})", "{{meeting}}"
+                        )
+                    ],
+                ),
+                8,
+            ),
+            (
+                timeseries(
+                    "Selected meetings: audio packet loss",
+                    "Mean audio packet loss over each selected meeting's participants' latest records. "
+                    f"{guidance.PACKET_LOSS.source}.{needs}",
+                    "percentunit",
+                    [
+                        Query(
+                            f"max by (account, product, meeting) (zoom_qss_meeting_packet_loss_ratio{audio})",
+                            "{{meeting}}",
+                        )
+                    ],
+                    steps=higher_is_worse(guidance.PACKET_LOSS),
+                ),
+                8,
+            ),
+            (
+                timeseries(
+                    "Detail series and refusals",
+                    "Series detail mode exposes (held under detail.max_series) and those the cap refused per "
+                    f"minute; refusals mean the cap is too low for the selection.{needs}",
+                    "short",
+                    [
+                        Query("sum(zoom_qss_detail_series)", "exposed"),
+                        Query("60 * sum(rate(zoom_qss_detail_series_refused_total[5m]))", "refused per minute"),
+                    ],
+                ),
+                8,
+            ),
+        ],
+    )
+
+
 def build() -> JSON:
     return dashboard(
         UID,
         "Zoom meetings, webinars & Video SDK sessions",
         "Activity and whole-session quality of meetings, webinars and Video SDK sessions. Data: qss-exporter.",
         quality_variables(),
-        [_activity(), _summaries(), _media()],
+        [_activity(), _summaries(), _media(), _drill_down()],
     )

@@ -40,6 +40,12 @@ class ActivityTracker:
         self._seen.pop(key, None)
         self._ended[key] = now
 
+    def end_prefix(self, prefix: Key, now: float) -> None:
+        """End every entry whose key starts with `prefix` (a meeting ended: all its participants)."""
+        width = len(prefix)
+        for key in [key for key in self._seen if key[:width] == prefix]:
+            self.end(key, now)
+
     def _active(self, now: float) -> Iterator[tuple[Key, tuple[str, ...]]]:
         cutoff = now - self.window
         for key, (at, labels) in self._seen.items():

@@ -16,21 +16,26 @@ import time
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from typing import Any
 
+import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
 from qss_exporter import __version__
 from qss_exporter.catalogue import Catalogue
-from qss_exporter.config import Config, HostPort, redacted_summary
+from qss_exporter.config import AccountConfig, Config, HostPort, redacted_summary
 from qss_exporter.dedupe import DedupeWindow, ParticipantHistory
+from qss_exporter.detail import DetailSettings, DetailTracker
 from qss_exporter.enrichment import ENRICHMENT_LABELS, ParticipantDirectory, SiteMap
 from qss_exporter.outputs.http import metrics_app
 from qss_exporter.outputs.otlp import OtlpMetrics, OtlpSelfMetrics, build_otlp_metrics
 from qss_exporter.outputs.otlp_logs import QosLogs, build_qos_logs
 from qss_exporter.outputs.otlp_settings import build_resource
 from qss_exporter.pipeline import Pipeline
+from qss_exporter.sources.poller import Poller, build_poller
 from qss_exporter.sources.webhook import WebhookAccount, WebhookReceiver, webhook_app
+from qss_exporter.sources.websocket import WebSocketSettings, WebSocketSource
 from qss_exporter.store import Store
+from qss_exporter.zoom.oauth import TokenProvider
 
 __all__ = ["Agent"]
 
@@ -39,6 +44,7 @@ log = logging.getLogger(__name__)
 GRACEFUL_SHUTDOWN_SECONDS = 8.0  # below Kubernetes' and Docker's default 10 s stop timeout
 HOUSEKEEPING_SECONDS = 30.0
 OTLP_FLUSH_SECONDS = 5.0  # the final OTLP flush at shutdown, after the listeners have drained
+ZOOM_HTTP_TIMEOUT_SECONDS = 10.0  # every call to Zoom's OAuth endpoint
 
 
 class _Server(uvicorn.Server):
@@ -58,10 +64,29 @@ def enrichment_labels(config: Config) -> list[str]:
     return [name for name in ENRICHMENT_LABELS if enabled.get(name) and (name != "site" or config.sites)]
 
 
-class Agent:
-    """One running exporter. `extra_tasks` (the demo's simulator, later the poller) run alongside."""
+def detail_settings(config: Config) -> DetailSettings:
+    detail = config.detail
+    if detail.hash_key is None:
+        raise ValueError("detail mode needs detail.hash_key")  # DetailConfig rejects this already
+    return DetailSettings(
+        key=detail.hash_key.reveal().encode(),
+        window=config.pipeline.activity_window_seconds,
+        allowlist=detail.allowlist,
+        worst_participants=detail.worst.participants,
+        worst_meetings=detail.worst.meetings,
+        score=detail.worst.score,
+        interval=detail.worst.interval_seconds,
+        max_series=detail.max_series,
+        plain_meeting_number=detail.plain.meeting_number,
+        plain_topic=detail.plain.topic,
+        plain_participant_name=detail.plain.participant_name,
+    )
 
-    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+
+class Agent:
+    """One running exporter. `extra_tasks` (the demo's simulator) run alongside; `poll=False` leaves the poller off."""
+
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time, *, poll: bool = True) -> None:
         self.config = config
         self.clock = clock
         self.store = Store(config.limits.max_series, clock)
@@ -84,6 +109,11 @@ class Agent:
             {account.account_id: account.name for account in config.accounts},
             clock,
         )
+        self.detail: DetailTracker | None = None
+        if config.detail.enabled:
+            self.detail = DetailTracker(detail_settings(config))
+            self.detail.register(self.store, clock)
+            self.pipeline.detail = self.detail
         otlp_self_metrics = OtlpSelfMetrics.register(self.store)
         self.catalogue.add_store_metrics()
         self.otlp: OtlpMetrics | None = None
@@ -108,6 +138,13 @@ class Agent:
             insecure_skip_verification=hook.insecure_skip_verification,
             clock=clock,
         )
+        self._zoom_http: httpx.AsyncClient | None = None  # opened on first use, inside the event loop
+        self.poller: Poller | None = (
+            build_poller(config, self.pipeline, self.catalogue.api, clock=clock) if poll else None
+        )
+        self.websockets = [
+            self._websocket_source(account) for account in config.accounts if account.websocket is not None
+        ]
         self._servers: dict[str, _Server] = {}
         self._ready = False
         self._stopping = asyncio.Event()
@@ -126,8 +163,49 @@ class Agent:
             )
         )
 
+    def _websocket_source(self, account: AccountConfig) -> WebSocketSource:
+        subscription, shared = account.websocket, self.config.websocket
+        client_id, client_secret = account.client_id, account.client_secret
+        # AccountConfig guarantees both credentials whenever a websocket is configured.
+        assert subscription is not None
+        assert client_id is not None
+        assert client_secret is not None
+        providers: dict[str, TokenProvider] = {}
+
+        def tokens(grant: str) -> TokenProvider:
+            if self._zoom_http is None:
+                self._zoom_http = httpx.AsyncClient(timeout=ZOOM_HTTP_TIMEOUT_SECONDS)
+            if grant not in providers:
+                providers[grant] = TokenProvider(
+                    self._zoom_http,
+                    self.config.zoom.oauth_token_url,
+                    account.account_id,
+                    client_id,
+                    client_secret.reveal(),
+                    clock=self.clock,
+                    grant_type=grant,
+                )
+            return providers[grant]
+
+        settings = WebSocketSettings(
+            account.name,
+            subscription.subscription_id,
+            subscription.url,
+            subscription.grant_type,
+            shared.heartbeat_interval_seconds,
+            shared.max_frame_bytes,
+            shared.connect_timeout_seconds,
+            shared.reconnect_min_seconds,
+            shared.reconnect_max_seconds,
+            shared.reconnect_on_token_expiry,
+        )
+        return WebSocketSource(settings, tokens, self.pipeline, self.catalogue.websocket, clock=self.clock)
+
     @property
     def ready(self) -> bool:
+        """Both listeners up; and, with websocket.readyz_requires_connection, every WebSocket connected."""
+        if self.config.websocket.readyz_requires_connection and not all(ws.connected for ws in self.websockets):
+            return False
         return self._ready
 
     def url(self, listener: str) -> str:
@@ -151,7 +229,7 @@ class Agent:
     ) -> None:
         config = self.config
         webhook = self._server(webhook_app(self.receiver, config.webhook.path), config.listen.webhook)
-        metrics = self._server(metrics_app(self.store, lambda: self._ready), config.listen.metrics)
+        metrics = self._server(metrics_app(self.store, lambda: self.ready), config.listen.metrics)
         self._servers = {"webhook": webhook, "metrics": metrics}
         if config.webhook.insecure_skip_verification:
             log.warning(
@@ -186,6 +264,9 @@ class Agent:
             background = [group.create_task(self._housekeeping())]
             background += [group.create_task(task(self)) for task in extra_tasks]
             background += [group.create_task(output.run()) for output in (self.otlp, self.otlp_logs) if output]
+            background += [group.create_task(source.run()) for source in self.websockets]
+            if self.poller is not None:
+                background.append(group.create_task(self.poller.run()))
             if self._ready:
                 await self._stopping.wait()
             self._ready = False
@@ -195,6 +276,10 @@ class Agent:
         for output in (self.otlp, self.otlp_logs):
             if output is not None:
                 await output.close(OTLP_FLUSH_SECONDS)
+        if self._zoom_http is not None:
+            await self._zoom_http.aclose()
+        if self.poller is not None:
+            await self.poller.close()
         log.info("stopped")
 
     async def _housekeeping(self) -> None:

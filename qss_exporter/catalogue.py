@@ -10,9 +10,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from qss_exporter import __version__
-from qss_exporter.store import GaugeFamily, HistogramFamily, Sample, Store
+from qss_exporter.store import CounterFamily, GaugeFamily, HistogramFamily, Sample, Store
 
-__all__ = ["DEFAULT_BUCKETS", "WEBHOOK_OUTCOMES", "Catalogue"]
+__all__ = [
+    "DEFAULT_BUCKETS",
+    "POLL_OUTCOMES",
+    "TOKEN_OUTCOMES",
+    "WEBHOOK_OUTCOMES",
+    "WEBSOCKET_CONNECT_FAILURES",
+    "WEBSOCKET_EVENT_OUTCOMES",
+    "WEBSOCKET_MODULES",
+    "WEBSOCKET_RECONNECTS",
+    "ApiFamilies",
+    "Catalogue",
+    "WebSocketFamilies",
+]
 
 _LATENCY = (0.005, 0.01, 0.02, 0.04, 0.08, 0.15, 0.3, 0.6, 1.2)
 _LOSS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
@@ -57,6 +69,63 @@ WEBHOOK_OUTCOMES = (
 )
 
 _STREAM = ("account", "product", "media", "direction", "path")
+
+# Zoom WebSocket delivery (docs/websocket.md): closed label sets, every value present from start at 0.
+# Why a connection attempt failed before Zoom confirmed it:
+WEBSOCKET_CONNECT_FAILURES = (
+    "token_request",
+    "connect",
+    "token_refused",
+    "build_connection",
+    "timeout",
+    "closed",
+    "protocol_error",
+    "error",
+)
+# Why an established connection ended (the agent then reconnects):
+WEBSOCKET_RECONNECTS = (
+    "closed",
+    "heartbeat_missed",
+    "token_expired",
+    "token_refused",
+    "too_large",
+    "protocol_error",
+    "error",
+)
+WEBSOCKET_MODULES = ("build_connection", "heartbeat", "message", "other", "malformed")
+WEBSOCKET_EVENT_OUTCOMES = ("accepted", "duplicate", "unknown_event", "malformed", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketFamilies:
+    """The WebSocket source's self-metrics, all labelled by `account`."""
+
+    connected: GaugeFamily
+    connects: CounterFamily
+    connect_failures: CounterFamily
+    reconnects: CounterFamily
+    messages: CounterFamily
+    events: CounterFamily
+    last_message: GaugeFamily
+
+
+# The REST poller (docs/poller.md): how each instance's poll ended, and how each token request ended.
+POLL_OUTCOMES = ("polled", "not_ended", "not_subscribed", "too_old", "gave_up", "failed")
+TOKEN_OUTCOMES = ("ok", "unauthorized", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class ApiFamilies:
+    """Self-metrics of the REST poller and its Zoom API calls, all labelled by the configured `account`."""
+
+    requests: CounterFamily
+    rate_limited: CounterFamily
+    token_requests: CounterFamily
+    budget_used: GaugeFamily
+    budget_limit: GaugeFamily
+    polls: CounterFamily
+    backlog: GaugeFamily
+    oldest_pending_age: GaugeFamily
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +302,82 @@ class Catalogue:
             "zoom_qss_build_info", "Always 1; the exporter's version.", ("version",)
         )
         self.build_info.set((__version__,), 1)
+        self.websocket = WebSocketFamilies(
+            store.gauge(
+                "zoom_qss_websocket_connected",
+                "1 while the account's Zoom WebSocket is connected and confirmed by Zoom, else 0.",
+                ("account",),
+            ),
+            store.counter("zoom_qss_websocket_connects_total", "Zoom WebSocket connections established.", ("account",)),
+            store.counter(
+                "zoom_qss_websocket_connect_failures_total",
+                "Zoom WebSocket connection attempts that failed before Zoom confirmed them, by reason.",
+                ("account", "reason"),
+            ),
+            store.counter(
+                "zoom_qss_websocket_reconnects_total",
+                "Established Zoom WebSocket connections that ended (the agent reconnects), by reason.",
+                ("account", "reason"),
+            ),
+            store.counter(
+                "zoom_qss_websocket_messages_total",
+                "Frames received over the Zoom WebSocket, by module (malformed: unreadable, skipped).",
+                ("account", "module"),
+            ),
+            store.counter(
+                "zoom_qss_websocket_events_total",
+                "Events received in WebSocket message frames, by outcome (as zoom_qss_webhook_requests_total).",
+                ("account", "outcome"),
+            ),
+            store.gauge(
+                "zoom_qss_websocket_last_message_timestamp_seconds",
+                "Unix time of the last event message received over the account's Zoom WebSocket.",
+                ("account",),
+            ),
+        )
+
+        self.api = ApiFamilies(
+            store.counter(
+                "zoom_qss_api_requests_total",
+                "Zoom REST API requests by templated endpoint and HTTP status (error: no answer).",
+                ("account", "endpoint", "code"),
+            ),
+            store.counter(
+                "zoom_qss_api_rate_limited_total",
+                "Zoom REST API answers 429, by X-RateLimit-Type (per_second, per_minute, daily, other).",
+                ("account", "limit_type"),
+            ),
+            store.counter(
+                "zoom_qss_oauth_token_requests_total",
+                "Server-to-Server OAuth token requests of the poller by outcome (ok, unauthorized, error).",
+                ("account", "outcome"),
+            ),
+            store.gauge(
+                "zoom_qss_api_daily_budget_used",
+                "Heavy + Resource-intensive API calls made today (UTC) against poller.daily_budget.",
+                ("account",),
+            ),
+            store.gauge(
+                "zoom_qss_api_daily_budget_limit",
+                "The daily budget of Heavy + Resource-intensive API calls (poller.daily_budget).",
+                ("account",),
+            ),
+            store.counter(
+                "zoom_qss_poll_instances_total",
+                "Meeting, webinar and session instances whose summaries the poller asked for, by outcome.",
+                ("account", "product", "outcome"),
+            ),
+            store.gauge(
+                "zoom_qss_poll_backlog",
+                "Instances waiting to be polled (pending, whether due yet or not).",
+                ("account",),
+            ),
+            store.gauge(
+                "zoom_qss_poll_oldest_pending_age_seconds",
+                "How long the longest-waiting due instance has been due (0 when none is due).",
+                ("account",),
+            ),
+        )
 
     def _histogram(
         self, name: str, documentation: str, labelnames: Sequence[str], ttl: float | None = -1.0

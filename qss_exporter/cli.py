@@ -1,4 +1,4 @@
-"""Command line: `qss-exporter run | demo | check-config | replay` (argparse; see ARCHITECTURE.md)."""
+"""Command line: `qss-exporter run | demo | check-config | replay | lookup` (argparse; see ARCHITECTURE.md)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from qss_exporter import __version__
 from qss_exporter.app import Agent
 from qss_exporter.config import Config, config_from_mapping, load_config
 from qss_exporter.errors import ConfigError
+from qss_exporter.identity import lookup
 from qss_exporter.logs import configure_logging
 from qss_exporter.outputs.prometheus import render
 from qss_exporter.sources.demo import DemoDriver, demo_config
@@ -102,7 +103,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     config = _load(args)
     configure_logging(config.log.level, config.log.format)
-    agent = Agent(config)
+    agent = Agent(config, poll=False)  # a replay never calls Zoom
     outcomes = replay_files(agent.pipeline, [Path(p) for p in args.files])
     summary = ", ".join(f"{name} {count}" for name, count in sorted(outcomes.items())) or "no events"
     log.info("replayed %s: %s", " ".join(args.files), summary)
@@ -111,6 +112,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
     else:
         sys.stdout.buffer.write(render(agent.store, args.openmetrics))
     return 1 if outcomes.get("malformed") else 0
+
+
+def cmd_lookup(args: argparse.Namespace) -> int:
+    """Print the detail-mode label of each value, one per line, so support can find a person's series."""
+    config = _load(args)
+    key = config.detail.hash_key
+    if key is None:
+        print("error: detail.hash_key (or detail.hash_key_file) is not set in the configuration", file=sys.stderr)  # noqa: T201 - CLI output
+        return 2
+    for value in args.values:
+        print(lookup(key.reveal().encode(), value))  # noqa: T201 - CLI output
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,6 +162,16 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--serve", action="store_true", help="keep serving /metrics after replaying")
     replay.add_argument("--openmetrics", action="store_true", help="print OpenMetrics instead of Prometheus text")
     replay.set_defaults(handler=cmd_replay)
+
+    find = commands.add_parser(
+        "lookup",
+        help="print the detail-mode label an email, account user id or meeting number gets",
+        description="Print the keyed-hash label (detail mode) of each VALUE, one per line: an email, an account "
+        "user id or a meeting number. `hmac:LABEL` is also how a hashed detail.allowlist entry is written.",
+    )
+    with_config(find)
+    find.add_argument("values", nargs="+", metavar="VALUE")
+    find.set_defaults(handler=cmd_lookup)
     return parser
 
 

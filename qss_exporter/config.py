@@ -38,7 +38,11 @@ from qss_exporter.errors import ConfigError
 
 __all__ = [
     "AccountConfig",
+    "AccountWebSocketConfig",
     "Config",
+    "DetailConfig",
+    "DetailPlainConfig",
+    "DetailWorstConfig",
     "HistogramsConfig",
     "HostPort",
     "IPNetwork",
@@ -49,8 +53,10 @@ __all__ = [
     "OtlpConfig",
     "OtlpLogsConfig",
     "PipelineConfig",
+    "PollerConfig",
     "Secret",
     "SiteConfig",
+    "WebSocketConfig",
     "WebhookConfig",
     "ZoomConfig",
     "config_from_mapping",
@@ -61,12 +67,18 @@ __all__ = [
 _REDACTED = "<secret>"
 # Keys whose values are secrets: never echoed in an error; `KEY_file` reads them from a file.
 _MULTI_SECRET_KEYS = ("webhook_secret_token",)
-_SINGLE_SECRET_KEYS = ("client_secret",)
+_SINGLE_SECRET_KEYS = ("client_secret", "hash_key")
 _SECRET_KEYS = frozenset(_MULTI_SECRET_KEYS + _SINGLE_SECRET_KEYS)
 _INSECURE = "insecure_skip_verification"
 _MISSING_SECRET = (
     "missing (give webhook_secret_token or webhook_secret_token_file, "
     "or set webhook.insecure_skip_verification for local testing)"
+)
+_SUB_ACCOUNT_CREDENTIALS = (
+    "needs the account's client_id and client_secret (master-account API calls use its OAuth token)"
+)
+_WEBSOCKET_CREDENTIALS = (
+    "needs the account's client_id and client_secret (the WebSocket connects with a Server-to-Server OAuth token)"
 )
 
 
@@ -243,6 +255,21 @@ def _unique(items: tuple[Any, ...], attribute: str, section: str) -> list[Proble
     return problems
 
 
+def _unique_subscriptions(accounts: tuple[AccountConfig, ...]) -> list[Problem]:
+    """One live connection per subscription: two accounts must not share a WebSocket subscription id."""
+    first: dict[str, int] = {}
+    problems: list[Problem] = []
+    for index, account in enumerate(accounts):
+        if account.websocket is None:
+            continue
+        subscription = account.websocket.subscription_id
+        if subscription in first:
+            where = f"accounts[{first[subscription]}].websocket.subscription_id"
+            problems.append(((index, "websocket", "subscription_id"), f"duplicate of {where} ({subscription!r})"))
+        first.setdefault(subscription, index)
+    return problems
+
+
 _WebhookSecrets = Annotated[tuple[Secret, ...], BeforeValidator(_as_secret_list), Field(min_length=1)]
 _FamilyName = Annotated[
     str, _check(re.compile(r"zoom_qss_[a-zA-Z0-9_]+").fullmatch, "expected a zoom_qss_ metric name")
@@ -287,6 +314,40 @@ class WebhookConfig(_Section):
     insecure_skip_verification: bool = False
 
 
+_WsSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+_WsUrl = Annotated[
+    str,
+    _check(lambda url: re.fullmatch(r"wss?://[^/\s?#]+(/[^\s#]*)?", url) is not None, "expected a ws:// or wss:// URL"),
+]
+
+
+class WebSocketConfig(_Section):
+    """Settings shared by every account's Zoom WebSocket (docs/websocket.md); each account opts in."""
+
+    heartbeat_interval_seconds: _WsSeconds = 30.0
+    max_frame_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+    connect_timeout_seconds: _WsSeconds = 10.0
+    reconnect_min_seconds: _WsSeconds = 1.0
+    reconnect_max_seconds: _WsSeconds = 60.0
+    reconnect_on_token_expiry: bool = True
+    readyz_requires_connection: bool = False
+
+    @model_validator(mode="after")
+    def _backoff_range(self) -> Self:
+        if self.reconnect_max_seconds < self.reconnect_min_seconds:
+            message = f"must be at least reconnect_min_seconds ({self.reconnect_min_seconds:g})"
+            raise problems_error([(("reconnect_max_seconds",), f"{message}, got {self.reconnect_max_seconds:g}")])
+        return self
+
+
+class AccountWebSocketConfig(_Section):
+    """One account's WebSocket event subscription; needs the account's client_id and client_secret."""
+
+    subscription_id: Annotated[str, Field(min_length=1)]
+    url: _WsUrl = "wss://ws.zoom.us/ws"
+    grant_type: Literal["auto", "account_credentials", "client_credentials"] = "auto"
+
+
 class AccountConfig(_Section):
     """One Zoom account / app; `name` is its `account` label."""
 
@@ -297,6 +358,8 @@ class AccountConfig(_Section):
     client_id: Annotated[str, Field(min_length=1)] | None = None
     client_secret: Secret | None = None
     client_secret_file: Path | None = None
+    websocket: AccountWebSocketConfig | None = None
+    sub_accounts: tuple[Annotated[str, Field(min_length=1)], ...] = ()
 
     @model_validator(mode="after")
     def _complete(self, info: ValidationInfo) -> Self:
@@ -305,9 +368,19 @@ class AccountConfig(_Section):
             problems.append((("client_id",), "missing (client_secret is set; give both or neither)"))
         if self.client_id is not None and self.client_secret is None:
             problems.append((("client_secret",), "missing (client_id is set; give both or neither)"))
+        if self.websocket is not None and self.client_id is None and self.client_secret is None:
+            problems.append((("websocket",), _WEBSOCKET_CREDENTIALS))
+        if self.sub_accounts and self.client_id is None and self.client_secret is None:
+            problems.append((("sub_accounts",), _SUB_ACCOUNT_CREDENTIALS))
         # load_config passes the webhook section's flag so each account is checked on its own;
         # without it, Config checks all accounts once every section is valid.
-        if info.context and info.context.get(_INSECURE) is False and not self.webhook_secret_token:
+        # An account that receives its events over the WebSocket needs no webhook secret.
+        if (
+            info.context
+            and info.context.get(_INSECURE) is False
+            and not self.webhook_secret_token
+            and self.websocket is None
+        ):
             problems.append((("webhook_secret_token",), _MISSING_SECRET))
         if problems:
             raise problems_error(problems)
@@ -345,9 +418,9 @@ class PipelineConfig(_Section):
     dedupe_window_seconds: Annotated[
         int,
         _check(lambda seconds: seconds >= 7200, "must be at least 7200 (Zoom retries deliveries for about 85 minutes)"),
-    ] = 10_800
+    ] = 7_200
     dedupe_max_entries: Annotated[int, Field(ge=1000)] = 2_000_000
-    enrichment_ttl_seconds: _Seconds = 14_400
+    enrichment_ttl_seconds: _Seconds = 7_200
     enrichment_max_entries: Annotated[int, Field(ge=100)] = 500_000
 
 
@@ -438,11 +511,85 @@ class OtlpConfig(_Section):
         return self
 
 
+class PollerConfig(_Section):
+    """The REST QoS-summary poller (docs/poller.md): off unless enabled; polls accounts with client credentials."""
+
+    enabled: bool = False
+    state_dir: Path = Path("/var/lib/qss-exporter")
+    settle_seconds: _Seconds = 300
+    idle_seconds: _Seconds = 1800
+    not_ended_retry_seconds: _Seconds = 900
+    lookback_hours: Annotated[int, Field(ge=0, le=720)] = 0
+    sweep_interval_seconds: Annotated[int, Field(ge=60)] = 3600
+    heavy_per_second: Annotated[int, Field(ge=1)] = 10
+    resource_intensive_per_minute: Annotated[int, Field(ge=1)] = 10
+    daily_budget: Annotated[int, Field(ge=1)] = 10_000
+    max_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    request_timeout_seconds: _PositiveSeconds = 30.0
+
+
+_HASHED_ENTRY = re.compile(r"hmac:[0-9a-f]{16}")
+
+
+def _allowlist_entry(value: str) -> str:
+    value = value.strip()
+    if value.lower().startswith("hmac:") and not _HASHED_ENTRY.fullmatch(value.lower()):
+        raise problems_error([((), "a hashed entry is hmac: and 16 hex digits (qss-exporter lookup prints it)")])
+    return value.lower() if value.lower().startswith("hmac:") else value
+
+
+class DetailPlainConfig(_Section):
+    """Plain (unhashed) detail labels, each an explicit opt-in; everything else is a keyed hash."""
+
+    meeting_number: bool = False
+    topic: bool = False
+    participant_name: bool = False
+
+
+class DetailWorstConfig(_Section):
+    """The worst N participants and meetings by `score`, re-ranked every `interval_seconds`."""
+
+    participants: Annotated[int, Field(ge=0)] = 0
+    meetings: Annotated[int, Field(ge=0)] = 0
+    score: Literal["audio_loss", "video_loss", "audio_latency", "audio_jitter", "quality"] = "audio_loss"
+    interval_seconds: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 60.0
+
+
+class DetailConfig(_Section):
+    """Per-meeting and per-participant series (docs/detail.md): off by default, selected, capped, hashed."""
+
+    enabled: bool = False
+    hash_key: Secret | None = None
+    hash_key_file: Path | None = None  # informational: load_config has read it into hash_key
+    allowlist: Annotated[
+        tuple[Annotated[str, Field(min_length=1), AfterValidator(_allowlist_entry)], ...],
+        # Plain entries are personal data: the start-up log shows only the hashed ones.
+        PlainSerializer(lambda entries: [e if e.startswith("hmac:") else "<plain entry>" for e in entries]),
+    ] = ()
+    worst: DetailWorstConfig = Field(default_factory=DetailWorstConfig)
+    plain: DetailPlainConfig = Field(default_factory=DetailPlainConfig)
+    max_series: Annotated[int, Field(ge=1)] = 10_000
+
+    @model_validator(mode="after")
+    def _usable(self) -> Self:
+        problems: list[Problem] = []
+        if self.enabled and self.hash_key is None:
+            problems.append((("hash_key",), "missing (detail labels are keyed hashes: give hash_key or hash_key_file)"))
+        if self.enabled and not self.allowlist and not self.worst.participants and not self.worst.meetings:
+            problems.append(
+                (("enabled",), "selects nobody: give allowlist entries, worst.participants or worst.meetings")
+            )
+        if problems:
+            raise problems_error(problems)
+        return self
+
+
 class Config(_Section):
     """The whole configuration. Build it with `load_config` or `config_from_mapping`."""
 
     listen: ListenConfig = Field(default_factory=ListenConfig)
     webhook: WebhookConfig = Field(default_factory=WebhookConfig)
+    websocket: WebSocketConfig = Field(default_factory=WebSocketConfig)
     accounts: Annotated[tuple[AccountConfig, ...], Field(min_length=1)]
     zoom: ZoomConfig = Field(default_factory=ZoomConfig)
     labels: LabelsConfig = Field(default_factory=LabelsConfig)
@@ -452,11 +599,17 @@ class Config(_Section):
     histograms: HistogramsConfig = Field(default_factory=HistogramsConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     otlp: OtlpConfig = Field(default_factory=OtlpConfig)
+    detail: DetailConfig = Field(default_factory=DetailConfig)
+    poller: PollerConfig = Field(default_factory=PollerConfig)
 
     @field_validator("accounts")
     @classmethod
     def _unique_accounts(cls, accounts: tuple[AccountConfig, ...]) -> tuple[AccountConfig, ...]:
-        if problems := _unique(accounts, "name", "accounts") + _unique(accounts, "account_id", "accounts"):
+        if problems := (
+            _unique(accounts, "name", "accounts")
+            + _unique(accounts, "account_id", "accounts")
+            + _unique_subscriptions(accounts)
+        ):
             raise problems_error(problems)
         return accounts
 
@@ -468,12 +621,36 @@ class Config(_Section):
         return sites
 
     @model_validator(mode="after")
+    def _poller_has_credentials(self) -> Self:
+        if self.poller.enabled and not any(account.client_id is not None for account in self.accounts):
+            message = "needs at least one account with client_id and client_secret (the poller's OAuth credentials)"
+            raise problems_error([(("poller", "enabled"), message)])
+        return self
+
+    @model_validator(mode="after")
+    def _sub_accounts_have_one_owner(self) -> Self:
+        """A sub-account is polled by one master account, and is not a configured account itself."""
+        owner = {account.account_id: f"accounts[{i}].account_id" for i, account in enumerate(self.accounts)}
+        problems: list[Problem] = []
+        for index, account in enumerate(self.accounts):
+            for position, sub in enumerate(account.sub_accounts):
+                if sub in owner:
+                    problems.append(
+                        (("accounts", index, "sub_accounts", position), f"duplicate of {owner[sub]} ({sub!r})")
+                    )
+                else:
+                    owner[sub] = f"accounts[{index}].sub_accounts[{position}]"
+        if problems:
+            raise problems_error(problems)
+        return self
+
+    @model_validator(mode="after")
     def _secrets_present(self) -> Self:
         if not self.webhook.insecure_skip_verification and (
             problems := [
                 (("accounts", index, "webhook_secret_token"), _MISSING_SECRET)
                 for index, account in enumerate(self.accounts)
-                if not account.webhook_secret_token
+                if not account.webhook_secret_token and account.websocket is None
             ]
         ):
             raise problems_error(problems)

@@ -182,7 +182,7 @@ def resolve_secret_files(
         return problems, explained
     for key in (*multi_keys, *single_keys):
         file_key = f"{key}_file"
-        if file_key not in node:
+        if node.get(file_key) is None:  # absent, or `null` as in config.example.yaml
             continue
         file_loc = (*loc, file_key)
         if key in node:

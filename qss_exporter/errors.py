@@ -3,14 +3,16 @@
 QssExporterError
  ├── ConfigError      invalid configuration (carries every problem found, not just the first)
  ├── SignatureError   a webhook whose signature headers are missing, stale or wrong
- └── ZoomApiError     a failed call to Zoom's REST API
+ ├── ZoomApiError     a failed call to Zoom's REST API
+ │    └── ZoomAuthError    Zoom refused the OAuth client credentials (wrong id or secret, app deactivated)
+ └── BudgetExhausted  the client-side daily API budget is spent (no call was made)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["ConfigError", "QssExporterError", "SignatureError", "ZoomApiError"]
+__all__ = ["BudgetExhausted", "ConfigError", "QssExporterError", "SignatureError", "ZoomApiError", "ZoomAuthError"]
 
 
 class QssExporterError(Exception):
@@ -56,3 +58,16 @@ class ZoomApiError(QssExporterError):
         self.rate_limit_type = rate_limit_type
         self.retry_after = retry_after
         super().__init__(f"Zoom API {status} for {url}: {message}")
+
+
+class ZoomAuthError(ZoomApiError):
+    """The OAuth token request was refused: retrying soon will not help until the credentials are fixed."""
+
+
+class BudgetExhausted(QssExporterError):
+    """The daily budget of Zoom API calls of `scope` is spent until `resume_at` (a Unix time)."""
+
+    def __init__(self, scope: str, resume_at: float) -> None:
+        self.scope = scope
+        self.resume_at = resume_at
+        super().__init__(f"daily Zoom API budget of {scope} spent until {resume_at:.0f}")

@@ -11,13 +11,23 @@ from collections.abc import Callable, Mapping
 from qss_exporter.activity import ActivityTracker
 from qss_exporter.catalogue import Catalogue
 from qss_exporter.dedupe import DedupeWindow, ParticipantHistory
+from qss_exporter.detail import DetailTracker
 from qss_exporter.enrichment import ParticipantDirectory
 from qss_exporter.store import CounterSeries, HistogramSeries, RefusedSeries, Sample, Store
-from qss_exporter.zoom.records import ParticipantInfo, PhoneQosRecord, QosRecord, Record, SummaryRecord
+from qss_exporter.zoom.records import (
+    DedupeKey,
+    MeetingEvent,
+    ParticipantInfo,
+    PhoneQosRecord,
+    QosRecord,
+    Record,
+    SummaryRecord,
+)
 
-__all__ = ["Pipeline", "QosListener"]
+__all__ = ["Pipeline", "QosListener", "RecordListener"]
 
 QosListener = Callable[[QosRecord, str, tuple[str, ...]], None]
+RecordListener = Callable[[Record, str], None]
 
 _Histogram = HistogramSeries | RefusedSeries
 _StreamSeries = tuple[
@@ -51,7 +61,9 @@ class Pipeline:
         self._label_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
         self.participants = ActivityTracker(activity_window)
         self._qos_listeners: list[QosListener] = []
+        self._record_listeners: list[RecordListener] = []
         self.calls = ActivityTracker(activity_window)
+        self.detail: DetailTracker | None = None  # detail mode, when the configuration turns it on
         enrichment = directory.labels
         store.callback(
             "zoom_qss_active_participants",
@@ -95,6 +107,14 @@ class Pipeline:
         """Call `listener(record, account label, enrichment label values)` after each QoS record is recorded."""
         self._qos_listeners.append(listener)
 
+    def add_record_listener(self, listener: RecordListener) -> None:
+        """Call `listener(record, source)` after each record is taken in (not for duplicates)."""
+        self._record_listeners.append(listener)
+
+    def remember(self, key: DedupeKey) -> None:
+        """Treat a summary `key` as counted already (the poller restores those counted before a restart)."""
+        self._dedupe.seen(key, self._clock())
+
     def account_label(self, account_id: str) -> str:
         return self._account_names.get(account_id, account_id)
 
@@ -121,10 +141,14 @@ class Pipeline:
             self._summary(record, source, now)
         elif isinstance(record, ParticipantInfo):
             self._participant_info(record, now)
+        elif isinstance(record, MeetingEvent):
+            self._meeting_event(record, now)
         else:
             self._phone(record, now)
         for field in getattr(record, "parse_errors", ()):
             m.parse_errors.inc((field,))
+        for listener in self._record_listeners:
+            listener(record, source)
         return True
 
     def count_parse_error(self, field: str) -> None:
@@ -201,6 +225,8 @@ class Pipeline:
         )
         for listener in self._qos_listeners:
             listener(record, account, extra)
+        if self.detail is not None:
+            self.detail.on_qos(record, account, at, now)
 
     def _summary(self, record: SummaryRecord, source: str, now: float) -> None:
         m = self._m
@@ -228,12 +254,27 @@ class Pipeline:
             if grade.quality is not None:
                 m.summary_quality.inc((account, product, grade.media, grade.quality, *extra))
         self.participants.end((account, product, record.instance, record.participant_id), now)
+        if self.detail is not None:
+            self.detail.on_summary(record, account, now)
 
     def _participant_info(self, record: ParticipantInfo, now: float) -> None:
         self._directory.update(record, now)
+        account = self.account_label(record.account_id)
         if record.final:
-            account = self.account_label(record.account_id)
             self.participants.end((account, record.product, record.instance, record.participant_id), now)
+        if self.detail is not None:
+            self.detail.on_info(record, account, now)
+
+    def _meeting_event(self, record: MeetingEvent, now: float) -> None:
+        """Ordinary meeting events: a leave or the meeting's end ends activity at once (QSS alone waits for
+        the summary or the activity window); started and joined only give detail mode its context."""
+        account = self.account_label(record.account_id)
+        if record.kind == "left":
+            self.participants.end((account, record.product, record.instance, record.participant_id), now)
+        elif record.kind == "ended":
+            self.participants.end_prefix((account, record.product, record.instance), now)
+        if self.detail is not None:
+            self.detail.on_context(record, account, now)
 
     def _phone(self, record: PhoneQosRecord, now: float) -> None:
         m = self._m
@@ -274,3 +315,5 @@ class Pipeline:
         self.calls.expire(now)
         self._directory.expire(now)
         self._history.expire(now)
+        if self.detail is not None:
+            self.detail.expire(now)

@@ -31,6 +31,7 @@ class FakeZoom:
     accepted_grants: tuple[str, ...] = ("account_credentials", "client_credentials")
     fail_token_with: int | None = None  # answer token requests with this status
     tokens: list[str] = field(default_factory=list)  # every token issued, oldest first
+    grants: dict[str, str] = field(default_factory=dict)  # token -> the grant_type it was issued for
     revoked: set[str] = field(default_factory=set)
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)  # (method, path, params)
     routes: list[Route] = field(default_factory=list)  # extra endpoints a test adds
@@ -61,6 +62,7 @@ class FakeZoom:
             return JSONResponse({"reason": "Invalid account_id"}, status_code=400)
         token = "fake-" + secrets.token_urlsafe(16)
         self.tokens.append(token)
+        self.grants[token] = params["grant_type"]
         return JSONResponse(
             {
                 "access_token": token,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,33 +15,61 @@ from tests.conftest import base_config, merge
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
 ROW = re.compile(r"^\| `(zoom_qss_[a-z_]+)` \| (counter|gauge|histogram) \| ([^|]*)\|")
+DETAIL_SECTION = "## Detail mode"  # families that exist only with detail.enabled
+DETAIL = {"enabled": True, "hash_key": "catalogue-key", "worst": {"participants": 5}}
 
 
 def documented() -> dict[str, tuple[str, str]]:
-    rows: dict[str, tuple[str, str]] = {}
+    return {name: (kind, labels) for name, (kind, labels, _) in _rows().items()}
+
+
+def _rows() -> dict[str, tuple[str, str, bool]]:
+    rows: dict[str, tuple[str, str, bool]] = {}
+    detail = False
     for line in DOC.read_text().splitlines():
+        if line.startswith("## "):
+            detail = line.startswith(DETAIL_SECTION)
         match = ROW.match(line)
         if match:
             name, kind, labels = match.groups()
             assert name not in rows, f"{name} documented twice"
-            rows[name] = (kind, labels.strip())
+            rows[name] = (kind, labels.strip(), detail)
     return rows
 
 
+def _plain(config_detail: dict[str, Any], family: str) -> list[str]:
+    """The opted-in plain detail labels of a family, in their documented order."""
+    plain = config_detail.get("plain", {})
+    names = ["meeting_number", "topic"] + (["participant_name"] if family.startswith("zoom_qss_participant_") else [])
+    return [name for name in names if plain.get(name)]
+
+
 @pytest.mark.parametrize(
-    "labels",
-    [{}, {"network_type": False, "site": False}, {"data_center": True, "client_os": True, "client_version": True}],
+    "overrides",
+    [
+        {},
+        {"labels": {"network_type": False, "site": False}},
+        {"labels": {"data_center": True, "client_os": True, "client_version": True}},
+        {"detail": DETAIL},
+        {"detail": DETAIL | {"plain": {"topic": True, "participant_name": True}}},
+        {"detail": DETAIL | {"plain": {"meeting_number": True, "topic": True, "participant_name": True}}},
+    ],
 )
-def test_catalogue_matches_exposed_families(labels: dict[str, bool]) -> None:
-    config = config_from_mapping(merge(base_config(), {"labels": labels}))
+def test_catalogue_matches_exposed_families(overrides: dict[str, Any]) -> None:
+    config = config_from_mapping(merge(base_config(), overrides))
     agent = Agent(config)
     enrichment = enrichment_labels(config)
+    detail = overrides.get("detail", {})
     expected: dict[str, tuple[str, tuple[str, ...]]] = {}
-    for name, (kind, text) in documented().items():
+    for name, (kind, text, detail_only) in _rows().items():
+        if detail_only and not detail:
+            continue
         base = [
-            label.strip() for label in text.replace("+ *enrichment*", "").replace("`", "").split(",") if label.strip()
+            label.strip()
+            for label in text.replace("+ *enrichment*", "").replace("+ *plain*", "").replace("`", "").split(",")
+            if label.strip()
         ]
-        extra = enrichment if "*enrichment*" in text else []
+        extra = enrichment if "*enrichment*" in text else _plain(detail, name) if "*plain*" in text else []
         expected[name] = (kind, (*base, *extra))
     exposed = {family.name: (family.type, family.labelnames) for family in agent.store.families()}
     assert exposed == expected

@@ -149,7 +149,7 @@ async def test_too_large_body_is_413_whether_declared_or_streamed(start_agent: A
 async def test_unknown_signed_event_is_200_and_counted(start_agent: AgentFactory) -> None:
     running = await start_agent()
     response = await running.post(
-        {"event": "meeting.started", "event_ts": 1, "payload": {"account_id": "a", "object": {}}}
+        {"event": "meeting.registration_created", "event_ts": 1, "payload": {"account_id": "a", "object": {}}}
     )
     assert response.status_code == 200
     after = await running.scrape()

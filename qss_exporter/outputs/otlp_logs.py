@@ -15,8 +15,6 @@ HMAC unless the operator opts into plain ids or none. Sample record (attributes 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import time
 from collections import deque
@@ -32,6 +30,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from qss_exporter import __version__
 from qss_exporter.config import OtlpConfig
+from qss_exporter.identity import keyed_hash
 from qss_exporter.outputs.otlp import OtlpSelfMetrics
 from qss_exporter.outputs.otlp_settings import build_log_exporter, resolve_settings
 
@@ -138,8 +137,7 @@ def log_attributes(
     if participant_ids == "plain":
         attributes["zoom.participant.id"] = record.participant_id
     elif participant_ids == "hashed" and key is not None:
-        digest = hmac.new(key, record.participant_id.encode(), hashlib.sha256).hexdigest()
-        attributes["zoom.participant.id_hmac"] = digest
+        attributes["zoom.participant.id_hmac"] = keyed_hash(key, record.participant_id)
     for label, value in enrichment.items():
         attributes[f"zoom.{label}"] = value
     for stream in record.streams:

@@ -65,6 +65,23 @@ OTLP_NAMES: dict[str, tuple[str, str]] = {
     "zoom_qss_otlp_last_export_duration_seconds": ("zoom.qss.otlp.last_export.duration", "s"),
     "zoom_qss_otlp_last_success_timestamp_seconds": ("zoom.qss.otlp.last_success_timestamp", "s"),
     "zoom_qss_otlp_log_records_dropped_total": ("zoom.qss.otlp.log_records.dropped", "{record}"),
+    # Zoom WebSocket delivery
+    "zoom_qss_websocket_connected": ("zoom.qss.websocket.connected", ""),
+    "zoom_qss_websocket_connects_total": ("zoom.qss.websocket.connects", "{connection}"),
+    "zoom_qss_websocket_connect_failures_total": ("zoom.qss.websocket.connect_failures", "{attempt}"),
+    "zoom_qss_websocket_reconnects_total": ("zoom.qss.websocket.reconnects", "{reconnect}"),
+    "zoom_qss_websocket_messages_total": ("zoom.qss.websocket.messages", "{message}"),
+    "zoom_qss_websocket_events_total": ("zoom.qss.websocket.events", "{event}"),
+    "zoom_qss_websocket_last_message_timestamp_seconds": ("zoom.qss.websocket.last_message_timestamp", "s"),
+    # Zoom REST poller
+    "zoom_qss_api_requests_total": ("zoom.qss.api.requests", "{request}"),
+    "zoom_qss_api_rate_limited_total": ("zoom.qss.api.rate_limited", "{response}"),
+    "zoom_qss_oauth_token_requests_total": ("zoom.qss.oauth.token_requests", "{request}"),
+    "zoom_qss_api_daily_budget_used": ("zoom.qss.api.daily_budget.used", "{request}"),
+    "zoom_qss_api_daily_budget_limit": ("zoom.qss.api.daily_budget.limit", "{request}"),
+    "zoom_qss_poll_instances_total": ("zoom.qss.poll.instances", "{instance}"),
+    "zoom_qss_poll_backlog": ("zoom.qss.poll.backlog", "{instance}"),
+    "zoom_qss_poll_oldest_pending_age_seconds": ("zoom.qss.poll.oldest_pending_age", "s"),
 }
 
 _SUFFIX_UNITS = (("_bytes_per_second", "By/s"), ("_seconds", "s"))

@@ -41,6 +41,13 @@ def demo_config(
         "sites": [{"name": site.name, "cidrs": list(site.cidrs)} for site in DEFAULT_SITES],
         # A simulated minute lasts 60/speed real seconds: keep "active" to three simulated minutes.
         "pipeline": {"activity_window_seconds": max(3 * 60 / speed, 2.0)},
+        # Detail mode, hashed with a key nobody keeps: the worst participants and meetings, re-ranked every
+        # simulated minute, for the dashboards' drill-down panels.
+        "detail": {
+            "enabled": True,
+            "hash_key": secrets.token_urlsafe(24),
+            "worst": {"participants": 10, "meetings": 5, "interval_seconds": max(60 / speed, 1.0)},
+        },
     }
     return mapping, tokens
 

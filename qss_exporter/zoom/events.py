@@ -11,8 +11,11 @@ from typing import Any
 
 from qss_exporter.zoom import vocabulary as vocab
 from qss_exporter.zoom.records import (
+    NO_IDENTITY,
     CpuUsage,
     InvalidEvent,
+    MeetingEvent,
+    ParticipantIdentity,
     ParticipantInfo,
     PhoneQosRecord,
     PhoneSample,
@@ -39,7 +42,7 @@ from qss_exporter.zoom.units import (
     parse_resolution_height,
 )
 
-__all__ = ["KNOWN_EVENTS", "decode"]
+__all__ = ["CONTEXT_EVENTS", "KNOWN_EVENTS", "decode", "decode_rest_summary"]
 
 Decoded = Record | UrlValidation | UnknownEvent | InvalidEvent
 
@@ -62,10 +65,27 @@ KNOWN_EVENTS = (
     "phone.call_qos_summary",
 )
 
+# Ordinary (non-QSS) events an app may also subscribe to: meeting number, topic and exact leave times
+# for detail mode. Everything works without them.
+CONTEXT_EVENTS = (
+    "meeting.started",
+    "meeting.ended",
+    "meeting.participant_joined",
+    "meeting.participant_left",
+    "webinar.started",
+    "webinar.ended",
+    "webinar.participant_joined",
+    "webinar.participant_left",
+    "session.started",
+    "session.ended",
+    "session.user_joined",
+    "session.user_left",
+)
+
 
 # Zoom's value strings repeat endlessly ("0 ms", "41 kbps", "0.0%"): remembering each string's parse
 # per unit made decoding ~2x faster (bench/hotpath.py). Bounded: a cache is cleared when full.
-_CACHE_LIMIT = 50_000
+_CACHE_LIMIT = 16_384  # per unit (~1.5 MiB at most): ~6k distinct bitrates were seen in 50k events
 _UNPARSABLE = object()
 _MISSING = object()
 _PARSED: dict[Unit, dict[str, object]] = {unit: {} for unit in (KBPS, MILLISECONDS, PERCENT, FPS, DBM, PLAIN)}
@@ -173,13 +193,16 @@ def decode(envelope: object) -> Decoded:
     raw_ts = envelope.get("event_ts")
     event_ts = raw_ts if isinstance(raw_ts, int) and not isinstance(raw_ts, bool) and raw_ts > 0 else None
     kind = event.partition(".")[2]
+    if event in _CONTEXT:
+        return _context_event(event, kind, account_id, obj, event_ts)
     if event.startswith("phone."):
         return _phone(event, account_id, obj, event_ts)
     product = _PRODUCTS[event.partition(".")[0]]
     return _participant_event(event, kind, product, account_id, obj, event_ts)
 
 
-_KNOWN = frozenset(KNOWN_EVENTS)
+_KNOWN = frozenset(KNOWN_EVENTS + CONTEXT_EVENTS)
+_CONTEXT = frozenset(CONTEXT_EVENTS)
 _STREAM_TYPES = vocab.STREAM_TYPES
 
 
@@ -205,14 +228,56 @@ def _participant_event(
     # Interned, so that every table keyed by them shares one copy per participant, not one per event.
     instance, participant_id = sys.intern(instance), sys.intern(participant_id)
     event_time = event_ts / 1000.0 if event_ts is not None else None
+    identity = _identity(person, product == "session")
     if kind.endswith(("_data", "_data_summary")):
-        return _participant_info(event, product, account_id, instance, participant_id, person, event_ts)
+        return _participant_info(
+            event, product, account_id, instance, participant_id, person, event_ts, identity, _text(obj, "id")
+        )
     entries = person.get("qos")
     if not isinstance(entries, list):
         return InvalidEvent(event, "qos")
     if kind.endswith("_summary"):
-        return _summary(event, product, account_id, instance, participant_id, event_time, entries)
-    return _realtime(event, product, account_id, instance, participant_id, event_ts, entries)
+        return _summary(
+            event, product, account_id, instance, participant_id, event_time, entries, identity, _text(obj, "id")
+        )
+    return _realtime(event, product, account_id, instance, participant_id, event_ts, entries, identity)
+
+
+def _text(obj: dict[str, Any], key: str) -> str:
+    """A string or integer field as text ("" when absent or of another type); meeting numbers come as both."""
+    value = obj.get(key)
+    if value.__class__ is str:
+        return str(value).strip()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return ""
+
+
+def _identity(person: dict[str, Any], session: bool) -> ParticipantIdentity:
+    """Who the participant is. Video SDK users have no account id or email: `user_key` is the app's own id."""
+    user_id: Any
+    email: Any
+    name: Any
+    if session:
+        user_id, email, name = person.get("user_key"), "", person.get("name")
+    else:
+        user_id = person.get("participant_user_id") or person.get("id")
+        email, name = person.get("email"), person.get("user_name")
+    if not (user_id or email or name):
+        return NO_IDENTITY
+    # tuple.__new__ skips the NamedTuple's Python-level __new__: a third of this function's cost, which
+    # every real-time event pays whether detail mode is on or not.
+    return _new_tuple(
+        ParticipantIdentity,
+        (
+            user_id if user_id.__class__ is str else "",
+            email if email.__class__ is str else "",
+            name if name.__class__ is str else "",
+        ),
+    )
+
+
+_new_tuple = tuple.__new__
 
 
 def _first_id(person: dict[str, Any], keys: tuple[str, ...]) -> str | None:
@@ -233,6 +298,7 @@ def _realtime(
     participant_id: str,
     event_ts: int | None,
     entries: list[Any],
+    identity: ParticipantIdentity = NO_IDENTITY,
 ) -> QosRecord:
     errors: list[str] = []
     streams: list[StreamSample] = []
@@ -311,6 +377,7 @@ def _realtime(
         rssi,
         tuple(notifications),
         tuple(errors),
+        identity,
     )
 
 
@@ -356,6 +423,8 @@ def _summary(
     participant_id: str,
     event_time: float | None,
     entries: list[Any],
+    identity: ParticipantIdentity = NO_IDENTITY,
+    meeting_number: str = "",
 ) -> SummaryRecord:
     errors: list[str] = []
     streams: list[StreamSummary] = []
@@ -400,7 +469,36 @@ def _summary(
         tuple(streams),
         tuple(grades),
         tuple(errors),
+        identity,
+        meeting_number,
     )
+
+
+_SUMMARY_EVENTS: dict[Product, str] = {
+    "meeting": "meeting.participant_qos_summary",
+    "webinar": "webinar.participant_qos_summary",
+    "session": "session.user_qos_summary",
+}
+
+
+def decode_rest_summary(product: Product, account_id: str, instance: str, item: object) -> SummaryRecord | InvalidEvent:
+    """One `participants[]` (meeting, webinar) or `users[]` (Video SDK) item of a REST `qos_summary` page.
+
+    The record is the one the matching `*_qos_summary` event gives (same event name, same dedupe
+    key), so a participant summarised by webhook and by poll is counted once. REST gives no time.
+    """
+    event = _SUMMARY_EVENTS[product]
+    if not isinstance(item, dict):
+        return InvalidEvent(event, "users" if product == "session" else "participants")
+    # The per-instance id: `participant_id` in meeting and webinar lists, `id` in Video SDK lists.
+    id_key = "id" if product == "session" else "participant_id"
+    participant_id = _first_id(item, (id_key,))
+    if participant_id is None:
+        return InvalidEvent(event, id_key)
+    entries = item.get("qos")
+    if not isinstance(entries, list):
+        return InvalidEvent(event, "qos")
+    return _summary(event, product, account_id, sys.intern(instance), sys.intern(participant_id), None, entries)
 
 
 def _summary_active(summary: StreamSummary) -> bool:
@@ -435,6 +533,8 @@ def _participant_info(
     participant_id: str,
     person: dict[str, Any],
     event_ts: int | None,
+    identity: ParticipantIdentity = NO_IDENTITY,
+    meeting_number: str = "",
 ) -> ParticipantInfo | InvalidEvent:
     entries = person.get("data")
     if not isinstance(entries, list):
@@ -463,6 +563,58 @@ def _participant_info(
         vocab.data_center(data.get("data_center")),
         addresses,
         event.endswith("_summary"),
+        identity,
+        meeting_number,
+    )
+
+
+_CONTEXT_KINDS = {
+    "started": "started",
+    "ended": "ended",
+    "participant_joined": "joined",
+    "participant_left": "left",
+    "user_joined": "joined",
+    "user_left": "left",
+}
+
+
+def _context_event(event: str, kind: str, account_id: str, obj: dict[str, Any], event_ts: int | None) -> Decoded:
+    product = _PRODUCTS[event.partition(".")[0]]
+    session = product == "session"
+    instance = obj.get("session_id" if session else "uuid")
+    if not isinstance(instance, str) or not instance:
+        return InvalidEvent(event, "session_id" if session else "uuid")
+    what = _CONTEXT_KINDS[kind]
+    participant_id, identity = "", NO_IDENTITY
+    if what in ("joined", "left"):
+        person = obj.get("user" if session else "participant")
+        if not isinstance(person, dict):
+            return InvalidEvent(event, "user" if session else "participant")
+        # Meeting events call the per-instance participant id `user_id` (and the account user `id`).
+        key = "id" if session else "user_id"
+        found = _first_id(person, (key,))
+        if found is None:
+            return InvalidEvent(event, key)
+        participant_id = sys.intern(found)
+        if session:
+            identity = _identity(person, True)
+        else:
+            account_user = person.get("id") or person.get("participant_user_id")
+            identity = _identity(
+                {"id": account_user, "email": person.get("email"), "user_name": person.get("user_name")}, False
+            )
+    return MeetingEvent(
+        event,
+        account_id,
+        product,
+        sys.intern(instance),
+        what,  # type: ignore[arg-type]  # one of the four kinds by construction
+        participant_id,
+        event_ts / 1000.0 if event_ts is not None else None,
+        (event, account_id, instance, participant_id, event_ts or 0),
+        "" if session else _text(obj, "id"),
+        _text(obj, "session_name" if session else "topic"),
+        identity,
     )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from qss_exporter.errors import ZoomApiError
+from qss_exporter.errors import ZoomApiError, ZoomAuthError
 
 __all__ = ["AccessToken", "TokenProvider"]
 
@@ -90,7 +90,7 @@ class TokenProvider:
             raise ZoomApiError(0, self._token_url, f"token request failed: {type(error).__name__}: {error}") from None
         if response.status_code in (400, 401, 403):
             self._on_result("unauthorized")
-            raise ZoomApiError(
+            raise ZoomAuthError(
                 response.status_code,
                 self._token_url,
                 f"token request refused ({_reason(response)}); check client_id, client_secret and account_id",

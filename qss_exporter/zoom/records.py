@@ -10,9 +10,12 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 __all__ = [
+    "NO_IDENTITY",
     "CpuUsage",
     "DedupeKey",
     "InvalidEvent",
+    "MeetingEvent",
+    "ParticipantIdentity",
     "ParticipantInfo",
     "PhoneQosRecord",
     "PhoneSample",
@@ -34,6 +37,21 @@ Product = Literal["meeting", "webinar", "session"]
 Media = Literal["audio", "video", "share"]
 Quality = Literal["good", "fair", "poor", "bad"]
 DedupeKey = tuple[str | int, ...]
+
+
+class ParticipantIdentity(NamedTuple):
+    """Who a participant is, as Zoom sent it ("" when absent). Personal data: it stays inside the agent.
+
+    Only detail mode reads it (allowlist matching by keyed hash, and the opted-in plain name label);
+    no output exports these values.
+    """
+
+    user_id: str  # account user id (`participant_user_id`, `id`; Video SDK `user_key`); "" for guests
+    email: str
+    name: str  # display name (`user_name`, Video SDK `name`); real-time meeting events carry none
+
+
+NO_IDENTITY = ParticipantIdentity("", "", "")
 
 
 class StreamSample(NamedTuple):
@@ -84,6 +102,7 @@ class QosRecord:
     rssi_dbm: float | None  # average Wi-Fi RSSI
     notifications: tuple[str, ...]
     parse_errors: tuple[str, ...]
+    identity: ParticipantIdentity = NO_IDENTITY
 
 
 class StreamSummary(NamedTuple):
@@ -116,6 +135,8 @@ class SummaryRecord:
     streams: tuple[StreamSummary, ...]
     grades: tuple[QualityGrade, ...]
     parse_errors: tuple[str, ...]
+    identity: ParticipantIdentity = NO_IDENTITY
+    meeting_number: str = ""  # `object.id` (meetings and webinars), "" when Zoom left it out
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +160,8 @@ class ParticipantInfo:
     data_center: str | None
     addresses: tuple[str, ...]
     final: bool  # a *_data_summary: the participant has left
+    identity: ParticipantIdentity = NO_IDENTITY
+    meeting_number: str = ""
 
 
 class PhoneSample(NamedTuple):
@@ -170,6 +193,28 @@ class PhoneQosRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class MeetingEvent:
+    """An ordinary meeting / webinar / Video SDK session event (not QSS): context for detail mode.
+
+    `meeting.started|ended`, `meeting.participant_joined|left`, the `webinar.*` equivalents and
+    `session.started|ended`, `session.user_joined|left`. `kind` is started, ended, joined or left;
+    `participant_id` is the per-instance id ("" for started and ended).
+    """
+
+    event: str
+    account_id: str
+    product: Product
+    instance: str
+    kind: Literal["started", "ended", "joined", "left"]
+    participant_id: str
+    event_time: float | None
+    dedupe_key: DedupeKey
+    meeting_number: str  # "" when absent (Video SDK sessions have none)
+    topic: str  # meeting / webinar topic, Video SDK session_name; "" when absent
+    identity: ParticipantIdentity = NO_IDENTITY
+
+
+@dataclass(frozen=True, slots=True)
 class UrlValidation:
     """`endpoint.url_validation`: Zoom asks us to prove we hold the secret token."""
 
@@ -191,4 +236,4 @@ class InvalidEvent:
     field: str
 
 
-Record = QosRecord | SummaryRecord | ParticipantInfo | PhoneQosRecord
+Record = QosRecord | SummaryRecord | ParticipantInfo | PhoneQosRecord | MeetingEvent

@@ -182,9 +182,13 @@ def catalogue(path: Path = METRICS_DOC) -> dict[str, tuple[str, set[str]]]:
         if match:
             name, kind, text = match.groups()
             names = {
-                label.strip().strip("`") for label in text.replace("+ *enrichment*", "").split(",") if label.strip()
+                label.strip().strip("`")
+                for label in text.replace("+ *enrichment*", "").replace("+ *plain*", "").split(",")
+                if label.strip()
             }
             if "*enrichment*" in text:
                 names |= ENRICHMENT
+            if "*plain*" in text:  # detail mode's opted-in plain labels
+                names |= {"meeting_number", "topic", "participant_name"}
             families[name] = (kind, names)
     return families

@@ -193,7 +193,7 @@ def test_lowmemory_keeps_computed_counters_cumulative() -> None:
 @pytest.mark.parametrize(
     ("name", "kind", "expected"),
     [
-        ("zoom_qss_api_requests_total", "counter", ("zoom.qss.api_requests", "")),
+        ("zoom_qss_future_requests_total", "counter", ("zoom.qss.future_requests", "")),
         ("zoom_qss_poll_duration_seconds", "histogram", ("zoom.qss.poll_duration", "s")),
         ("zoom_qss_ws_bitrate_bytes_per_second", "gauge", ("zoom.qss.ws_bitrate", "By/s")),
         ("zoom_qss_thing_ratio", "gauge", ("zoom.qss.thing_ratio", "1")),

@@ -262,7 +262,9 @@ def test_invalid_envelopes_name_the_field(mutate: Any, field: str) -> None:
 
 
 def test_unknown_event() -> None:
-    assert decode({"event": "meeting.started", "payload": {}}) == UnknownEvent("meeting.started")
+    assert decode({"event": "meeting.registration_created", "payload": {}}) == UnknownEvent(
+        "meeting.registration_created"
+    )
 
 
 def test_all_fourteen_events_are_known() -> None:
