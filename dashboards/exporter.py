@@ -1,5 +1,5 @@
 """The "qss-exporter health" dashboard: webhooks arriving, verified and parsed; lag; cardinality; scrapes;
-OTLP export. Zoom API calls, rate limiting and the daily budget have no metrics yet, so no panels.
+the REST poller's Zoom API calls, rate limiting and daily budget; the WebSocket source; OTLP export.
 """
 
 from __future__ import annotations
@@ -273,6 +273,66 @@ def _otlp() -> Row:
     )
 
 
+def _zoom_api() -> Row:
+    sel = labels(TARGET)
+
+    def panel(title: str, description: str, unit: str, expr: str, legend: str) -> tuple[JSON, int]:
+        # The poller and the WebSocket source are optional: a flat 0 while they are off.
+        return timeseries(title, description, unit, [Query(f"{expr} or on () vector(0)", legend)]), 8
+
+    return Row(
+        "Zoom API and WebSocket",
+        [
+            panel(
+                "Zoom API requests",
+                "REST calls per second by templated endpoint and HTTP status (`error`: no answer). The poller "
+                "spends Zoom's Heavy limit on qos_summary pages; 4xx other than 404 need a look.",
+                "reqps",
+                f"sum by (endpoint, code) (rate(zoom_qss_api_requests_total{sel}[{WINDOW}]))",
+                "{{endpoint}} {{code}}",
+            ),
+            panel(
+                "Rate limited by Zoom",
+                "429 answers per second by X-RateLimit-Type (per_second, per_minute, daily). The poller backs "
+                "off on each; sustained ones mean other apps on the account share the limit.",
+                "reqps",
+                f"sum by (account, limit_type) (rate(zoom_qss_api_rate_limited_total{sel}[{WINDOW}]))",
+                "{{account}} {{limit_type}}",
+            ),
+            panel(
+                "Daily API budget used",
+                "Share of poller.daily_budget spent today (UTC), per account; Heavy and Resource-intensive calls "
+                "share Zoom's daily cap. The alert fires above 90 %.",
+                "percentunit",
+                f"max by (account) (zoom_qss_api_daily_budget_used{sel} / zoom_qss_api_daily_budget_limit{sel})",
+                "{{account}}",
+            ),
+            panel(
+                "Poll backlog",
+                "Meeting, webinar and session instances waiting for their QoS summaries to be polled.",
+                "short",
+                f"sum by (account) (zoom_qss_poll_backlog{sel})",
+                "{{account}}",
+            ),
+            panel(
+                "WebSocket connected",
+                "1 while the account's Zoom WebSocket is open and confirmed (build_connection), 0 while it reconnects.",
+                "short",
+                f"max by (account) (zoom_qss_websocket_connected{sel})",
+                "{{account}}",
+            ),
+            panel(
+                "WebSocket reconnects",
+                "Established WebSocket connections that ended, per second, by reason (closed, heartbeat_missed, "
+                "token_expired ...); the source reconnects with backoff.",
+                "cps",
+                f"sum by (account, reason) (rate(zoom_qss_websocket_reconnects_total{sel}[{WINDOW}]))",
+                "{{account}} {{reason}}",
+            ),
+        ],
+    )
+
+
 def build() -> JSON:
     job = query_variable("job", "Job", "zoom_qss_build_info", description="Prometheus job scraping qss-exporter.")
     del job["allValue"]
@@ -285,5 +345,5 @@ def build() -> JSON:
         "qss-exporter health",
         "Is the exporter healthy: webhooks arriving, verified and parsed, lag, cardinality. Data: qss-exporter.",
         [job, instance],
-        [_status(), _webhooks(), _pipeline(), _cardinality(), _otlp()],
+        [_status(), _webhooks(), _pipeline(), _cardinality(), _zoom_api(), _otlp()],
     )

@@ -279,6 +279,41 @@ def _exporter_alerts() -> tuple[Alert, ...]:
             "5m",
         ),
         Alert(
+            "QssExporterZoomApiRateLimited",
+            f"{_by('job, account, limit_type', 'increase(zoom_qss_api_rate_limited_total[15m])')} > 5",
+            "warning",
+            "Zoom rate-limits the poller of {{ $labels.account }} ({{ $labels.limit_type }})",
+            "Zoom answered 429 ({{ $labels.limit_type }}) {{ $value | humanize }} times in 15 minutes: other apps "
+            "on the account share its limits, or poller.heavy_per_second is above the account's plan. The poller "
+            "backs off, so QoS summaries arrive late.",
+            "5m",
+        ),
+        Alert(
+            "QssExporterZoomApiBudgetNearlySpent",
+            "max by (job, account) (zoom_qss_api_daily_budget_used / zoom_qss_api_daily_budget_limit) > 0.9",
+            "warning",
+            "The poller of {{ $labels.account }} has spent {{ $value | humanizePercentage }} of today's API budget",
+            "The REST poller used more than 90 % of poller.daily_budget for today (UTC): further polls wait for "
+            "tomorrow and the backlog grows.",
+        ),
+        Alert(
+            "QssExporterZoomAuthFailing",
+            _by("job, account", 'increase(zoom_qss_oauth_token_requests_total{outcome="unauthorized"}[15m])') + " > 0",
+            "critical",
+            "Zoom refuses the OAuth credentials of {{ $labels.account }}",
+            "Zoom refused the Server-to-Server OAuth client id or secret of {{ $labels.account }} in the last 15 "
+            "minutes: the poller (and the WebSocket source) cannot work until the credentials are fixed.",
+        ),
+        Alert(
+            "QssExporterWebSocketDown",
+            "max by (job, account) (zoom_qss_websocket_connected) == 0",
+            "warning",
+            "The Zoom WebSocket of {{ $labels.account }} is not connected",
+            "The WebSocket source of {{ $labels.account }} has not been connected for 10 minutes; Zoom does not "
+            "replay events sent while it is down.",
+            "10m",
+        ),
+        Alert(
             "QssExporterParseErrors",
             f"{_by('job, field', 'increase(zoom_qss_parse_errors_total[1h])')} > 10",
             "info",
