@@ -70,6 +70,25 @@ WEBHOOK_OUTCOMES = (
 
 _STREAM = ("account", "product", "media", "direction", "path")
 
+# The `details` fields whose values are parsed (zoom/events.py); other `field` values name the part of
+# an event that was missing or malformed.
+PARSED_FIELDS = (
+    "bitrate",
+    "latency",
+    "jitter",
+    "avg_loss",
+    "max_loss",
+    "frame_rate",
+    "resolution",
+    "quality",
+    "quality_score",
+    "avg_rssi",
+    "rssi_unit",
+    "network_notification",
+    "mos",
+    "network_delay",
+)
+
 # Zoom WebSocket delivery (docs/websocket.md): closed label sets, every value present from start at 0.
 # Why a connection attempt failed before Zoom confirmed it:
 WEBSOCKET_CONNECT_FAILURES = (
@@ -249,7 +268,7 @@ class Catalogue:
         self.participant_sessions = store.counter(
             "zoom_qss_participant_sessions_total",
             "Participant sessions summarised (`*_qos_summary`), counted once whichever source delivered them.",
-            ("account", "product", "source"),
+            ("account", "product", "source", *extra),
             ttl=series_ttl,
         )
         self.summary = _Histograms(
@@ -289,8 +308,8 @@ class Catalogue:
             self.webhook_requests.inc((outcome,), 0)
         self.events = store.counter(
             "zoom_qss_events_total",
-            "QSS events taken into the pipeline (duplicates excluded), by source and event.",
-            ("source", "event"),
+            "QSS events taken into the pipeline (duplicates excluded), by account, source and event.",
+            ("account", "source", "event"),
         )
         self.event_lag = self._histogram(
             "zoom_qss_event_lag_seconds", "Receive time minus the event's event_ts.", ("source",), ttl=None
@@ -298,6 +317,9 @@ class Catalogue:
         self.parse_errors = store.counter(
             "zoom_qss_parse_errors_total", "Values dropped because they could not be parsed, by field.", ("field",)
         )
+        # The value fields exist from the start at 0, so that the first error is a visible increase.
+        for field in PARSED_FIELDS:
+            self.parse_errors.inc((field,), 0)
         self.build_info: GaugeFamily = store.gauge(
             "zoom_qss_build_info", "Always 1; the exporter's version.", ("version",)
         )

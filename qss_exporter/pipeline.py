@@ -132,7 +132,7 @@ class Pipeline:
         elif self._dedupe.seen(record.dedupe_key, now):
             return False
         m = self._m
-        m.events.inc((source, record.event))
+        m.events.inc((self.account_label(record.account_id), source, record.event))
         if record.event_time is not None:
             m.event_lag.observe((source,), max(0.0, now - record.event_time))
         if isinstance(record, QosRecord):
@@ -233,7 +233,7 @@ class Pipeline:
         account = self.account_label(record.account_id)
         product = record.product
         extra = self._directory.lookup(record.account_id, record.instance, record.participant_id)
-        m.participant_sessions.inc((account, product, source))
+        m.participant_sessions.inc((account, product, source, *extra))
         histograms = m.summary
         for stream in record.streams:
             base = (account, product, stream.media, stream.direction, stream.path)
