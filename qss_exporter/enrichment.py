@@ -57,6 +57,7 @@ class ParticipantDirectory:
         self._max_entries = max_entries
         # Insertion order is update order (an update re-inserts), so expiry pops from the front.
         self._entries: dict[tuple[str, str, str], tuple[float, tuple[str, ...]]] = {}
+        self._label_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
         self.evicted = 0
 
     def __len__(self) -> int:
@@ -79,6 +80,8 @@ class ParticipantDirectory:
         old = previous[1] if previous is not None else self.default
         # A later data event that leaves a field empty does not erase what an earlier one said.
         values = tuple(known[name] or old_value for name, old_value in zip(self.labels, old, strict=True))
+        # Thousands of participants share a handful of label combinations: keep one tuple of each.
+        values = self._label_sets.setdefault(values, values)
         self._entries[key] = (now, values)
         if len(self._entries) > self._max_entries:
             del self._entries[next(iter(self._entries))]
