@@ -91,7 +91,11 @@ class Agent:
         self.clock = clock
         self.store = Store(config.limits.max_series, clock)
         labels = enrichment_labels(config)
-        self.catalogue = Catalogue(self.store, labels, config.histograms.buckets, config.limits.series_ttl_seconds)
+        otlp = config.otlp
+        exponential = otlp.exponential_scale if otlp.enabled and otlp.histograms == "exponential" else None
+        self.catalogue = Catalogue(
+            self.store, labels, config.histograms.buckets, config.limits.series_ttl_seconds, exponential
+        )
         sites = SiteMap((site.name, [str(cidr) for cidr in site.cidrs]) for site in config.sites)
         directory = ParticipantDirectory(
             labels, sites, config.pipeline.enrichment_ttl_seconds, config.pipeline.enrichment_max_entries

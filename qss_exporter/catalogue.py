@@ -164,6 +164,7 @@ class Catalogue:
         enrichment: Sequence[str],
         buckets: Mapping[str, Sequence[float]],
         series_ttl: float,
+        exponential_scale: int | None = None,
     ) -> None:
         unknown = sorted(set(buckets) - set(DEFAULT_BUCKETS))
         if unknown:
@@ -171,6 +172,7 @@ class Catalogue:
         self._store = store
         self._buckets = {**DEFAULT_BUCKETS, **{name: tuple(b) for name, b in buckets.items()}}
         self._ttl = series_ttl
+        self._exponential_scale = exponential_scale
         extra = tuple(enrichment)
         stream = (*_STREAM, *extra)
 
@@ -405,7 +407,12 @@ class Catalogue:
         self, name: str, documentation: str, labelnames: Sequence[str], ttl: float | None = -1.0
     ) -> HistogramFamily:
         return self._store.histogram(
-            name, documentation, labelnames, self._buckets[name], ttl=self._ttl if ttl == -1.0 else ttl
+            name,
+            documentation,
+            labelnames,
+            self._buckets[name],
+            ttl=self._ttl if ttl == -1.0 else ttl,
+            exponential_scale=self._exponential_scale,
         )
 
     def add_store_metrics(self) -> None:

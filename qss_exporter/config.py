@@ -483,6 +483,8 @@ class OtlpConfig(_Section):
     client_key_file: Path | None = None
     interval_seconds: _PositiveSeconds | None = None
     temporality: Literal["cumulative", "delta"] | None = None
+    histograms: Literal["explicit", "exponential"] = "explicit"
+    exponential_scale: Annotated[int, Field(ge=-10, le=20)] = 3
     resource_attributes: Annotated[
         Mapping[Annotated[str, Field(min_length=1)], str],
         AfterValidator(lambda attributes: MappingProxyType(dict(attributes))),

@@ -8,6 +8,7 @@ performance issue). A hard cap on series protects the process; what it refuses i
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from typing import Any, Generic, Literal, TypeVar
 __all__ = [
     "CallbackFamily",
     "CounterFamily",
+    "DualHistogramSeries",
+    "ExponentialBuckets",
     "Family",
     "GaugeFamily",
     "HistogramFamily",
@@ -94,6 +97,48 @@ class RefusedSeries:
 
     def add(self, amount: float, now: float) -> None:
         self.family.dropped += 1
+
+
+class ExponentialBuckets:
+    """A base-2 exponential histogram (OpenTelemetry's) of the same observations, at a fixed scale.
+
+    Bucket `i` counts values in (base**i, base**(i+1)] with base = 2**(2**-scale); negative values
+    (Wi-Fi RSSI in dBm) go to the mirrored `negative` buckets, zeros to `zero_count`. Only kept when
+    OTLP exports exponential histograms: explicit buckets cannot be converted into these afterwards.
+    """
+
+    __slots__ = ("_factor", "negative", "positive", "scale", "zero_count")
+
+    def __init__(self, scale: int) -> None:
+        self.scale = scale
+        self._factor = 2.0**scale
+        self.positive: dict[int, int] = {}
+        self.negative: dict[int, int] = {}
+        self.zero_count = 0
+
+    def add(self, value: float) -> None:
+        if value > 0.0:
+            index = math.ceil(math.log2(value) * self._factor) - 1
+            self.positive[index] = self.positive.get(index, 0) + 1
+        elif value < 0.0:
+            index = math.ceil(math.log2(-value) * self._factor) - 1
+            self.negative[index] = self.negative.get(index, 0) + 1
+        else:
+            self.zero_count += 1
+
+
+class DualHistogramSeries(HistogramSeries):
+    """A histogram series that also keeps exponential buckets (`otlp.histograms: exponential`)."""
+
+    __slots__ = ("exponential",)
+
+    def __init__(self, labels: LabelValues, text: str, now: float, bounds: tuple[float, ...], scale: int) -> None:
+        super().__init__(labels, text, now, bounds)
+        self.exponential = ExponentialBuckets(scale)
+
+    def observe(self, value: float, now: float) -> None:
+        super().observe(value, now)
+        self.exponential.add(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,13 +264,17 @@ class HistogramFamily(Family[HistogramSeries]):
         labelnames: Sequence[str],
         ttl: float | None,
         buckets: Sequence[float],
+        exponential_scale: int | None = None,
     ) -> None:
         super().__init__(store, name, documentation, labelnames, ttl)
         if not buckets or any(b >= a for a, b in zip(buckets[1:], buckets, strict=False)):
             raise ValueError(f"{name}: buckets must be non-empty and strictly increasing, got {list(buckets)}")
         self.buckets = tuple(float(b) for b in buckets)
+        self.exponential_scale = exponential_scale
 
     def _new(self, labels: LabelValues, text: str) -> HistogramSeries:
+        if self.exponential_scale is not None:
+            return DualHistogramSeries(labels, text, self.store.now, self.buckets, self.exponential_scale)
         return HistogramSeries(labels, text, self.store.now, self.buckets)
 
     def observe(self, labels: LabelValues, value: float) -> None:
@@ -294,8 +343,9 @@ class Store:
         labelnames: Sequence[str],
         buckets: Sequence[float],
         ttl: float | None = None,
+        exponential_scale: int | None = None,
     ) -> HistogramFamily:
-        family = HistogramFamily(self, name, documentation, labelnames, ttl, buckets)
+        family = HistogramFamily(self, name, documentation, labelnames, ttl, buckets, exponential_scale)
         self._register(family)
         return family
 

@@ -249,7 +249,7 @@ def kind_of(metric: Metric) -> Kind:
     data = metric.WhichOneof("data")
     if data == "sum":
         return "counter" if metric.sum.is_monotonic else "gauge"
-    if data == "histogram":
+    if data in ("histogram", "exponential_histogram"):
         return "histogram"
     assert data == "gauge", f"{metric.name}: unexpected OTLP data {data}"
     return "gauge"

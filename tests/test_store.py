@@ -76,3 +76,30 @@ def test_callback_family_has_no_stored_series() -> None:
     family = store.callback("active", "doc", ("k",), lambda: [Sample(("a",), 2.0)])
     assert [s.value for s in family.collect()] == [2.0]
     assert store.series_count == 0
+
+
+@pytest.mark.parametrize("scale", [0, 3, 6])
+def test_exponential_buckets_hold_each_value_between_their_bounds(scale: int) -> None:
+    store = Store(100, FakeClock())
+    family = store.histogram("h", "doc", (), (1.0,), exponential_scale=scale)
+    base = 2.0 ** (2.0**-scale)
+    values = [0.001, 0.038, 0.134, 1.0, 2.0, 7.875e3, -67.0, 0.0]
+    for value in values:
+        family.observe((), value)
+    (series,) = family.series()
+    assert series.counts == [6, 2]  # the explicit buckets are unchanged
+    exponential = series.exponential  # type: ignore[attr-defined]  # a DualHistogramSeries
+    assert exponential.zero_count == 1
+    assert sum(exponential.positive.values()) == 6
+    assert list(exponential.negative.values()) == [1]
+    for value in values[:-2]:  # every positive value has a bucket whose bounds contain it
+        assert any(base**i < value <= base ** (i + 1) * (1 + 1e-12) for i in exponential.positive), value
+    (negative,) = exponential.negative
+    assert base**negative < 67.0 <= base ** (negative + 1)
+
+
+def test_histograms_without_a_scale_keep_no_exponential_buckets() -> None:
+    family = Store(10, FakeClock()).histogram("h", "doc", (), (1.0,))
+    family.observe((), 0.5)
+    (series,) = family.series()
+    assert not hasattr(series, "exponential")

@@ -27,6 +27,9 @@ from typing import Any, Literal, cast
 
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
+    Buckets,
+    ExponentialHistogram,
+    ExponentialHistogramDataPoint,
     Gauge,
     Histogram,
     HistogramDataPoint,
@@ -46,7 +49,16 @@ from qss_exporter import __version__
 from qss_exporter.config import OtlpConfig
 from qss_exporter.outputs.otlp_names import otlp_name
 from qss_exporter.outputs.otlp_settings import build_metric_exporter, resolve_settings
-from qss_exporter.store import CallbackFamily, CounterFamily, GaugeFamily, HistogramFamily, LabelValues, Store
+from qss_exporter.store import (
+    CallbackFamily,
+    CounterFamily,
+    DualHistogramSeries,
+    GaugeFamily,
+    HistogramFamily,
+    HistogramSeries,
+    LabelValues,
+    Store,
+)
 
 __all__ = [
     "MAX_POINTS",
@@ -83,12 +95,32 @@ class FamilySnapshot:
     buckets: tuple[float, ...] = ()
     values: list[tuple[LabelValues, float]] = field(default_factory=list)
     histograms: list[tuple[LabelValues, tuple[int, ...], float]] = field(default_factory=list)
+    # otlp.histograms: exponential: per series (scale, zero count, positive and negative buckets)
+    exponential: list[_Exponential | None] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class Snapshot:
     time_ns: int
     families: list[FamilySnapshot]
+
+
+_Exponential = tuple[int, int, dict[int, int], dict[int, int]]
+
+
+def _copy_exponential(series: HistogramSeries) -> _Exponential | None:
+    if not isinstance(series, DualHistogramSeries):
+        return None
+    buckets = series.exponential
+    return buckets.scale, buckets.zero_count, dict(buckets.positive), dict(buckets.negative)
+
+
+def _dense(buckets: dict[int, int]) -> Buckets:
+    """OTLP's offset + contiguous counts from the store's sparse index -> count map."""
+    if not buckets:
+        return Buckets(0, [])
+    low, high = min(buckets), max(buckets)
+    return Buckets(low, [buckets.get(index, 0) for index in range(low, high + 1)])
 
 
 def take_snapshot(store: Store, now: float) -> Snapshot:
@@ -103,7 +135,10 @@ def take_snapshot(store: Store, now: float) -> Snapshot:
             snap.values = [(sample.labels, float(sample.value)) for sample in family.collect()]
         elif isinstance(family, HistogramFamily):
             snap.buckets = family.buckets
-            snap.histograms = [(s.labels, tuple(s.counts), s.sum) for s in family.series()]
+            series = list(family.series())
+            snap.histograms = [(s.labels, tuple(s.counts), s.sum) for s in series]
+            if family.exponential_scale is not None:
+                snap.exponential = [_copy_exponential(s) for s in series]
         else:
             snap.values = [(s.labels, s.value) for s in family.series()]
         families.append(snap)
@@ -127,7 +162,7 @@ class _Track:
 
 _Key = tuple[str, LabelValues]
 _Tracks = dict[_Key, _Track]
-_Point = NumberDataPoint | HistogramDataPoint
+_Point = NumberDataPoint | HistogramDataPoint | ExponentialHistogramDataPoint
 
 # Data points per request: far below the 4 MiB a Collector's gRPC receiver accepts by default
 # (a histogram point with ten labels is well under 1 KiB).
@@ -217,8 +252,10 @@ class Renderer:
         return Batch(MetricsData([ResourceMetrics(self.resource, [scope], self.resource.schema_url)]), keys)
 
     @staticmethod
-    def _data(kind: Kind, points: list[Any], delta: bool) -> Sum | Gauge | Histogram:
+    def _data(kind: Kind, points: list[Any], delta: bool) -> Sum | Gauge | Histogram | ExponentialHistogram:
         temporality = AggregationTemporality.DELTA if delta else AggregationTemporality.CUMULATIVE
+        if kind == "histogram" and isinstance(points[0], ExponentialHistogramDataPoint):
+            return ExponentialHistogram(points, temporality)
         if kind == "histogram":
             return Histogram(points, temporality)
         if kind == "counter":
@@ -253,7 +290,8 @@ class Renderer:
             points.append(NumberDataPoint(dict(zip(names, labels, strict=True)), start, now, value))
             keys.append(key)
         bounds = family.buckets
-        for labels, counts, total_sum in family.histograms:
+        exponential = family.exponential if family.exponential and not delta else [None] * len(family.histograms)
+        for (labels, counts, total_sum), buckets in zip(family.histograms, exponential, strict=True):
             key = (family.name, labels)
             count = sum(counts)
             before = previous.get(key)
@@ -271,9 +309,28 @@ class Renderer:
                 start = self._start(before, count)
                 tracks[key] = _Track(start, count)
             attributes = dict(zip(names, labels, strict=True))
-            points.append(
-                HistogramDataPoint(attributes, start, now, count, total_sum, counts, bounds, _UNKNOWN, _UNKNOWN)
-            )
+            if buckets is not None:
+                scale, zeros, positive, negative = buckets
+                points.append(
+                    ExponentialHistogramDataPoint(
+                        attributes,
+                        start,
+                        now,
+                        count,
+                        total_sum,
+                        scale,
+                        zeros,
+                        _dense(positive),
+                        _dense(negative),
+                        0,
+                        _UNKNOWN,
+                        _UNKNOWN,
+                    )
+                )
+            else:
+                points.append(
+                    HistogramDataPoint(attributes, start, now, count, total_sum, counts, bounds, _UNKNOWN, _UNKNOWN)
+                )
             keys.append(key)
         return points, keys
 

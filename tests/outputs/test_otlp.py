@@ -490,3 +490,38 @@ def test_logs_config_needs_a_hash_key_unless_ids_are_plain_or_omitted() -> None:
     for participant_id in ("plain", "omit"):
         merged = merge(base, {"otlp": {"logs": {"participant_id": participant_id}}})
         assert config_from_mapping(merged).otlp.logs.participant_id == participant_id
+
+
+async def test_exponential_histograms_on_request_hold_exactly_the_observations_of_metrics(
+    grpc_receiver: GrpcReceiver, received: Received, start_agent: AgentFactory
+) -> None:
+    running = await start_agent(otlp=otlp(grpc_receiver, histograms="exponential", exponential_scale=4))
+    await feed(running)
+    request, scraped = await exported_now(running, received)
+    base = 2.0 ** (2.0**-4)
+    histograms = 0
+    for metric in metrics_of(request):
+        assert metric.WhichOneof("data") != "histogram", metric.name  # every histogram is exponential now
+        if metric.WhichOneof("data") != "exponential_histogram":
+            continue
+        name = prometheus_name(metric.name, metric.unit, "histogram")
+        for point in metric.exponential_histogram.data_points:
+            histograms += 1
+            labels = attributes(point.attributes)
+            assert point.scale == 4
+            assert point.count == total(scraped, f"{name}_count", **labels)
+            assert point.sum == pytest.approx(total(scraped, f"{name}_sum", **labels))
+            assert (
+                point.zero_count + sum(point.positive.bucket_counts) + sum(point.negative.bucket_counts) == point.count
+            )
+    assert histograms > 50
+    # One known observation: the sample's 38 ms audio-input latency lies inside its bucket's bounds.
+    latency = next(m for m in metrics_of(request) if m.name == "zoom.qss.media.latency")
+    point = next(
+        p
+        for p in latency.exponential_histogram.data_points
+        if attributes(p.attributes)["direction"] == "input" and p.count == 1 and p.sum == pytest.approx(0.038)
+    )
+    index = point.positive.offset + list(point.positive.bucket_counts).index(1)
+    assert base**index < 0.038 <= base ** (index + 1)
+    assert running.agent.config.otlp.exponential_scale == 4
