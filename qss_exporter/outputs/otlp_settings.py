@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, cast
+from typing import Literal, TypeVar, cast
 from urllib.parse import unquote, urlparse
 
 import grpc  # type: ignore[import-untyped]  # grpcio ships no type hints
@@ -29,6 +29,8 @@ from opentelemetry.sdk.resources import Resource
 from qss_exporter import __version__
 from qss_exporter.config import OtlpConfig
 from qss_exporter.errors import ConfigError
+
+_E = TypeVar("_E", MetricExporter, LogRecordExporter)
 
 __all__ = ["ExportSettings", "build_log_exporter", "build_metric_exporter", "build_resource", "resolve_settings"]
 
@@ -204,15 +206,15 @@ def _read(path: Path | None, key: str) -> bytes | None:
         raise ConfigError([f"otlp.{key}: cannot read {path}: {exc.strerror or type(exc).__name__}"]) from None
 
 
-def build_metric_exporter(settings: ExportSettings) -> MetricExporter:
-    """The SDK's OTLP metric exporter (gRPC or HTTP/protobuf) for these settings.
+def _exporter(settings: ExportSettings, grpc_class: Callable[..., _E], http_class: Callable[..., _E]) -> _E:
+    """One of the SDK's OTLP exporter classes, configured from the settings.
 
     Its own retry loop (exponential backoff with jitter, honouring Retry-After / RetryInfo, within
     `timeout`) handles transient failures; TLS files are read here so that a bad path fails the start.
     """
     files = _tls_files(settings)
     if settings.protocol == "grpc":
-        return GrpcMetricExporter(
+        return grpc_class(
             endpoint=settings.endpoint,
             insecure=settings.insecure,
             credentials=_grpc_credentials(settings, files),
@@ -220,7 +222,7 @@ def build_metric_exporter(settings: ExportSettings) -> MetricExporter:
             timeout=settings.timeout,
             compression=_GRPC_COMPRESSION[settings.compression],
         )
-    return HttpMetricExporter(
+    return http_class(
         endpoint=settings.endpoint,
         certificate_file=_str(settings.certificate_file),
         client_certificate_file=_str(settings.client_certificate_file),
@@ -229,29 +231,16 @@ def build_metric_exporter(settings: ExportSettings) -> MetricExporter:
         timeout=settings.timeout,
         compression=_HTTP_COMPRESSION[settings.compression],
     )
+
+
+def build_metric_exporter(settings: ExportSettings) -> MetricExporter:
+    """The SDK's OTLP metric exporter (gRPC or HTTP/protobuf) for these settings."""
+    return _exporter(settings, GrpcMetricExporter, HttpMetricExporter)
 
 
 def build_log_exporter(settings: ExportSettings) -> LogRecordExporter:
     """The SDK's OTLP log exporter, configured like the metric one."""
-    files = _tls_files(settings)
-    if settings.protocol == "grpc":
-        return GrpcLogExporter(
-            endpoint=settings.endpoint,
-            insecure=settings.insecure,
-            credentials=_grpc_credentials(settings, files),
-            headers=dict(settings.headers),
-            timeout=settings.timeout,
-            compression=_GRPC_COMPRESSION[settings.compression],
-        )
-    return HttpLogExporter(
-        endpoint=settings.endpoint,
-        certificate_file=_str(settings.certificate_file),
-        client_certificate_file=_str(settings.client_certificate_file),
-        client_key_file=_str(settings.client_key_file),
-        headers=dict(settings.headers),
-        timeout=settings.timeout,
-        compression=_HTTP_COMPRESSION[settings.compression],
-    )
+    return _exporter(settings, GrpcLogExporter, HttpLogExporter)
 
 
 def _str(path: Path | None) -> str | None:
