@@ -67,7 +67,7 @@ __all__ = [
 _REDACTED = "<secret>"
 # Keys whose values are secrets: never echoed in an error; `KEY_file` reads them from a file.
 _MULTI_SECRET_KEYS = ("webhook_secret_token",)
-_SINGLE_SECRET_KEYS = ("client_secret", "hash_key")
+_SINGLE_SECRET_KEYS = ("client_secret", "hash_key", "participant_id_hash_key")
 _SECRET_KEYS = frozenset(_MULTI_SECRET_KEYS + _SINGLE_SECRET_KEYS)
 _INSECURE = "insecure_skip_verification"
 _MISSING_SECRET = (
@@ -462,6 +462,7 @@ class OtlpLogsConfig(_Section):
     enabled: bool = False
     participant_id: Literal["hashed", "plain", "omit"] = "hashed"
     participant_id_hash_key: Secret | None = None
+    participant_id_hash_key_file: Path | None = None  # informational: load_config has read it into the key
     max_queue: Annotated[int, Field(ge=100)] = 10_000
 
 

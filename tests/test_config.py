@@ -629,3 +629,18 @@ def test_example_config_comments_every_key() -> None:
     assert root is not None
     walk(root)
     assert uncommented == []
+
+
+def test_otlp_logs_hash_key_can_come_from_a_file(tmp_path: Path) -> None:
+    key = tmp_path / "hash-key"
+    key.write_text("k3y-from-file\n")
+    config = config_from_mapping(
+        {
+            "accounts": [{"name": "acme", "account_id": "a", "webhook_secret_token": "s"}],
+            "otlp": {"enabled": True, "logs": {"enabled": True, "participant_id_hash_key_file": str(key)}},
+        }
+    )
+    secret = config.otlp.logs.participant_id_hash_key
+    assert secret is not None
+    assert secret.reveal() == "k3y-from-file"
+    assert "k3y" not in repr(config)
