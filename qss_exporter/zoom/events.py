@@ -498,7 +498,12 @@ def decode_rest_summary(product: Product, account_id: str, instance: str, item: 
     entries = item.get("qos")
     if not isinstance(entries, list):
         return InvalidEvent(event, "qos")
-    return _summary(event, product, account_id, sys.intern(instance), sys.intern(participant_id), None, entries)
+    # The list items name people as the summary events do (`id`, `user_name`, `email`; Video SDK `name`,
+    # `user_key`), so detail mode's allowlist matches polled sessions too.
+    identity = _identity(item, product == "session")
+    return _summary(
+        event, product, account_id, sys.intern(instance), sys.intern(participant_id), None, entries, identity
+    )
 
 
 def _summary_active(summary: StreamSummary) -> bool:

@@ -352,3 +352,15 @@ def test_decoder_never_raises_on_well_shaped_events_with_arbitrary_values(
     for stream in getattr(decoded, "streams", ()):
         for value in (getattr(stream, "latency", None), getattr(stream, "bitrate", None)):
             assert value is None or value == value  # never NaN
+
+
+def test_rest_summary_items_carry_the_participants_identity_for_detail_mode() -> None:
+    from qss_exporter.zoom.events import decode_rest_summary
+
+    page = load_sample("qos_summary.meetings")
+    item = page["participants"][0]
+    record = decode_rest_summary("meeting", "acct", "uuid==", item)
+    assert isinstance(record, SummaryRecord)
+    assert record.identity.email == item["email"]
+    assert record.identity.name == item["user_name"]
+    assert record.identity.user_id == item["id"]
