@@ -47,9 +47,10 @@ def populate(store: Store, series: int) -> None:
         "frames_per_second",
         "frame_height_pixels",
     ]
+    existing = {family.name for family in store.families()}  # the agent's own, or a bare store
     families = [
         store.family(f"zoom_qss_media_{name}")
-        if f"zoom_qss_media_{name}" in {f.name for f in store.families()}
+        if f"zoom_qss_media_{name}" in existing
         else store.histogram(f"zoom_qss_media_{name}", "doc", LABELS, BUCKETS)
         for name in names
     ]

@@ -24,6 +24,8 @@ class ActivityTracker:
         self.window = window
         self._seen: dict[Key, tuple[float, tuple[str, ...]]] = {}
         self._ended: dict[Key, float] = {}
+        # Thousands of entries share a handful of label sets: keep one tuple of each.
+        self._label_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -34,7 +36,7 @@ class ActivityTracker:
             return
         previous = self._seen.get(key)
         if previous is None or previous[0] <= at:
-            self._seen[key] = (at, labels)
+            self._seen[key] = (at, self._label_sets.setdefault(labels, labels))
 
     def end(self, key: Key, now: float) -> None:
         self._seen.pop(key, None)

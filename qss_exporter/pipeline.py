@@ -58,7 +58,6 @@ class Pipeline:
         # instead of eight): recording became ~2x faster (bench/hotpath.py).
         self._stream_cache: dict[tuple[str, ...], _StreamSeries] = {}
         self._generation = store.generation
-        self._label_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
         self.participants = ActivityTracker(activity_window)
         self._qos_listeners: list[QosListener] = []
         self._record_listeners: list[RecordListener] = []

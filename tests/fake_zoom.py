@@ -12,7 +12,6 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import parse_qsl
 
 import uvicorn
@@ -98,7 +97,3 @@ async def serve_fake_zoom(
     finally:
         server.should_exit = True
         await task
-
-
-def json_body(response: Any) -> Any:
-    return response.json()
