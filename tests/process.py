@@ -10,8 +10,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from qss_exporter.zoom.signature import sign
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,3 +73,67 @@ class ExporterProcess:
         self._pump_thread.join(timeout=5)
         if self.process.stdout is not None:
             self.process.stdout.close()
+
+
+class AgentProcess(ExporterProcess):
+    """`qss-exporter run` as a real process, from a configuration mapping written to a YAML file.
+
+    Waits for the "listening" line and exposes the real URLs, so a test talks HTTP to the running
+    agent (config file in, HTTP out) and can watch it while it keeps running:
+
+        with AgentProcess(tmp_path, config) as agent:
+            agent.post_signed(body, SECRET)
+            assert total(agent.scrape(), "zoom_qss_media_records_total") == 4
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        config: Mapping[str, Any],
+        *,
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        ready_timeout: float = 20.0,
+    ) -> None:
+        self.config_path = directory / "config.yaml"
+        self.config_path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
+        super().__init__(["run", "--config", str(self.config_path), *args], env)
+        try:
+            match = self.wait_for(
+                r"listening: webhook (https?://\S+?)(/\S*), metrics (https?://\S+?)/metrics", ready_timeout
+            )
+        except BaseException:
+            self.kill()
+            raise
+        self.webhook_base, self.webhook_path, self.metrics_url = match.group(1), match.group(2), match.group(3)
+
+    @property
+    def webhook_url(self) -> str:
+        return self.webhook_base + self.webhook_path
+
+    def __enter__(self) -> AgentProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+    def post_signed(
+        self, body: bytes, secret: str, *, timestamp: int | None = None, timeout: float = 10.0
+    ) -> httpx.Response:
+        """POST `body` to the webhook, signed with `secret` as Zoom would sign it."""
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        headers = {
+            "content-type": "application/json; charset=utf-8",
+            "x-zm-request-timestamp": stamp,
+            "x-zm-signature": sign(secret, stamp, body),
+        }
+        return httpx.post(self.webhook_url, content=body, headers=headers, timeout=timeout)
+
+    def scrape_text(self, **kwargs: Any) -> str:
+        response = httpx.get(self.metrics_url + "/metrics", timeout=30.0, **kwargs)
+        response.raise_for_status()
+        return response.text
+
+    def log_text(self) -> str:
+        """Everything the process printed so far (stdout and stderr)."""
+        return "".join(self.output)

@@ -17,7 +17,7 @@ import pytest
 from qss_exporter import __version__
 from qss_exporter.zoom.signature import sign
 from tests.conftest import parse_metrics, total
-from tests.process import REPO, ExporterProcess
+from tests.process import REPO, AgentProcess, ExporterProcess
 from tests.samples import load_sample, sample_bytes
 
 TESTDATA = REPO / "tests" / "testdata" / "config"
@@ -62,26 +62,17 @@ def test_run_refuses_an_invalid_config() -> None:
     assert "10 configuration problem(s)" in result.stderr
 
 
-def _write_config(directory: Path) -> Path:
-    path = directory / "config.yaml"
-    path.write_text(
-        "listen:\n  webhook: 127.0.0.1:0\n  metrics: 127.0.0.1:0\n"
-        "accounts:\n  - name: acme\n    account_id: Xq3vTn0bR8aL5mWcY2kPzQ\n    webhook_secret_token: ${TEST_SECRET}\n"
-        "log:\n  format: json\n"
-    )
-    return path
-
-
 @pytest.fixture
 def agent_process(tmp_path: Path) -> Iterator[tuple[ExporterProcess, str, str]]:
-    process = ExporterProcess(
-        ["run"], env={"QSS_EXPORTER_CONFIG": str(_write_config(tmp_path)), "TEST_SECRET": "proc-secret"}
-    )
-    try:
-        match = process.wait_for(r"listening: webhook (http://[\d.:]+)(/\S+), metrics (http://[\d.:]+)/metrics")
-        yield process, match.group(1) + match.group(2), match.group(3)
-    finally:
-        process.kill()
+    config = {
+        "listen": {"webhook": "127.0.0.1:0", "metrics": "127.0.0.1:0"},
+        "accounts": [
+            {"name": "acme", "account_id": "Xq3vTn0bR8aL5mWcY2kPzQ", "webhook_secret_token": "${TEST_SECRET}"}
+        ],
+        "log": {"format": "json"},
+    }
+    with AgentProcess(tmp_path, config, env={"TEST_SECRET": "proc-secret"}) as process:
+        yield process, process.webhook_url, process.metrics_url
 
 
 def _signed(body: bytes) -> dict[str, str]:
