@@ -12,8 +12,9 @@ what was compared and lists each remaining difference by its JSON path; exit 1 w
 from __future__ import annotations
 
 import argparse
-import fnmatch
+import functools
 import json
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -26,31 +27,95 @@ __all__ = ["EQUIVALENT", "Equivalence", "counts", "differences", "main", "normal
 
 @dataclass(frozen=True, slots=True)
 class Equivalence:
-    """A key at `path` (fnmatch pattern; `[]` stands for any list index) whose `value` equals its absence."""
+    """A key at `path` whose `value` Grafana reads the same as the key's absence; `*` matches one path segment,
+    `[]` any list index. With `kind`, only inside an object whose `type` is `kind` (a panel or variable type)."""
 
     path: str
     value: Any
     why: str
+    kind: str | None = None
+
+    def holds(self, path: str, value: Any, kind: str | None) -> bool:
+        return (
+            self.kind in (None, kind) and _pattern(self.path).fullmatch(path) is not None and _same(value, self.value)
+        )
 
 
-EQUIVALENT: tuple[Equivalence, ...] = ()
+@functools.cache
+def _pattern(path: str) -> re.Pattern[str]:
+    return re.compile(re.escape(path).replace(r"\*", "[^.]*"))
 
 
-def _equivalent(path: str, value: Any) -> bool:
-    return any(fnmatch.fnmatchcase(path, e.path) and value == e.value for e in EQUIVALENT)
+def _same(a: Any, b: Any) -> bool:
+    return a == b and not list(differences(a, b))
 
 
-def normalise(node: Any, path: str = "") -> Any:
+_SCHEMA = "the Grafana 11.6 schema's default, which Grafana applies when the key is absent"
+_LINK = "the SDK types data links as dashboard links; Grafana's data links read title, url and targetBlank only"
+EQUIVALENT: tuple[Equivalence, ...] = (
+    Equivalence("id", None, "no id: Grafana assigns one on import, as for null"),
+    Equivalence("timepicker", {}, "Grafana's default time picker"),
+    Equivalence("annotations.list[].builtIn", 0, _SCHEMA),
+    Equivalence("annotations.list[].hide", False, _SCHEMA),
+    Equivalence("panels[].transparent", False, _SCHEMA),
+    Equivalence("panels[].repeatDirection", "h", _SCHEMA + " (only read when the panel repeats)"),
+    Equivalence("panels[].options.legend.showLegend", True, "the time series panel's default", "timeseries"),
+    Equivalence("panels[].options.wideLayout", True, _SCHEMA, "stat"),
+    Equivalence("panels[].options.showPercentChange", False, _SCHEMA, "stat"),
+    Equivalence("panels[].options.percentChangeColorMode", "standard", _SCHEMA, "stat"),
+    Equivalence(
+        "panels[].options.legend",
+        {"calcs": [], "displayMode": "list", "placement": "bottom", "showLegend": False},
+        "the bar gauge's default legend: hidden (its options editor's defaults)",
+        "bargauge",
+    ),
+    Equivalence("panels[].options.namePlacement", "auto", _SCHEMA, "bargauge"),
+    Equivalence("panels[].options.sizing", "auto", _SCHEMA, "bargauge"),
+    Equivalence("panels[].options.minVizWidth", 8, _SCHEMA, "bargauge"),
+    Equivalence("panels[].options.minVizHeight", 16, _SCHEMA, "bargauge"),
+    Equivalence("panels[].options.maxVizHeight", 300, _SCHEMA, "bargauge"),
+    Equivalence("panels[].options.color.reverse", False, _SCHEMA, "heatmap"),
+    Equivalence("panels[].options.exemplars", {"color": "rgba(255,0,255,0.7)"}, _SCHEMA, "heatmap"),
+    Equivalence("panels[].options.filterValues", {"le": 1e-09}, _SCHEMA, "heatmap"),
+    Equivalence("panels[].options.selectionMode", "x", _SCHEMA, "heatmap"),
+    Equivalence("panels[].options.showValue", "auto", _SCHEMA, "heatmap"),
+    Equivalence("panels[].options.footer", {"countRows": False, "reducer": [], "show": False}, _SCHEMA, "table"),
+    Equivalence("panels[].options.frameIndex", 0, _SCHEMA, "table"),
+    Equivalence("panels[].options.showTypeIcons", False, _SCHEMA, "table"),
+    Equivalence("panels[].fieldConfig.defaults.links[].type", "link", _LINK),
+    Equivalence("panels[].fieldConfig.defaults.links[].icon", "", _LINK),
+    Equivalence("panels[].fieldConfig.defaults.links[].tooltip", "", _LINK),
+    Equivalence("panels[].fieldConfig.defaults.links[].tags", [], _LINK),
+    Equivalence("panels[].fieldConfig.defaults.links[].asDropdown", False, _LINK),
+    Equivalence("panels[].fieldConfig.defaults.links[].includeVars", False, _LINK),
+    Equivalence("panels[].fieldConfig.defaults.links[].keepTime", False, _LINK),
+    Equivalence("panels[].fieldConfig.defaults.links[].targetBlank", False, _LINK + " (false is its default)"),
+    Equivalence("templating.list[].allowCustomValue", True, _SCHEMA),
+    Equivalence("templating.list[].auto", False, _SCHEMA + " (read by interval variables only)"),
+    Equivalence("templating.list[].auto_count", 30, _SCHEMA + " (read by interval variables only)"),
+    Equivalence("templating.list[].auto_min", "10s", _SCHEMA + " (read by interval variables only)"),
+    Equivalence("templating.list[].current", {}, "no saved selection: Grafana selects the first value on load"),
+    Equivalence("templating.list[].options", [], "filled when the dashboard loads", "datasource"),
+    Equivalence("templating.list[].refresh", 1, "a data source variable is listed on every load", "datasource"),
+)
+
+
+def _equivalent(path: str, value: Any, kind: str | None) -> bool:
+    return any(e.holds(path, value, kind) for e in EQUIVALENT)
+
+
+def normalise(node: Any, path: str = "", kind: str | None = None) -> Any:
     """`node` without the keys that EQUIVALENT says Grafana reads the same when absent."""
     if isinstance(node, Mapping):
+        kind = node["type"] if isinstance(node.get("type"), str) else kind
         out = {}
         for key, value in node.items():
             child = f"{path}.{key}" if path else key
-            if not _equivalent(child, value):
-                out[key] = normalise(value, child)
+            if not _equivalent(child, value, kind):
+                out[key] = normalise(value, child, kind)
         return out
     if isinstance(node, list):
-        return [normalise(value, f"{path}[]") for value in node]
+        return [normalise(value, f"{path}[]", kind) for value in node]
     return node
 
 
@@ -132,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", required=True, help="git revision whose committed dashboards are the baseline")
     args = parser.parse_args(argv)
     found = 0
-    applied: Counter[str] = Counter()
+    applied: Counter[int] = Counter()  # by index into EQUIVALENT (a rule's value may be a dict)
     for name, build in DASHBOARDS.items():
         before, after = read_revision(args.before, name), build()
         applied.update(_equivalent_keys(before) + _equivalent_keys(after))
@@ -143,26 +208,28 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.writelines(f"  {diff}\n" for diff in diffs)
     if applied:
         sys.stdout.write("keys treated as equal to their absence (before + after):\n")
-        for e in EQUIVALENT:
-            n = sum(count for path, count in applied.items() if fnmatch.fnmatchcase(path, e.path))
-            if n:
-                sys.stdout.write(f"  {n:4d} x {e.path} = {json.dumps(e.value)}: {e.why}\n")
+        for index, e in enumerate(EQUIVALENT):
+            if applied[index]:
+                where = f" ({e.kind})" if e.kind else ""
+                sys.stdout.write(f"  {applied[index]:4d} x {e.path}{where} = {json.dumps(e.value)}: {e.why}\n")
     return 1 if found else 0
 
 
-def _equivalent_keys(node: Any, path: str = "") -> list[str]:
-    """The path of every key in `node` that normalise() drops, for the report."""
-    found: list[str] = []
+def _equivalent_keys(node: Any, path: str = "", kind: str | None = None) -> list[int]:
+    """Which equivalence (index into EQUIVALENT) normalise() applies to each key it drops, for the report."""
+    found: list[int] = []
     if isinstance(node, Mapping):
+        kind = node["type"] if isinstance(node.get("type"), str) else kind
         for key, value in node.items():
             child = f"{path}.{key}" if path else key
-            if _equivalent(child, value):
-                found.append(child)
+            rule = next((i for i, e in enumerate(EQUIVALENT) if e.holds(child, value, kind)), None)
+            if rule is not None:
+                found.append(rule)
             else:
-                found.extend(_equivalent_keys(value, child))
+                found.extend(_equivalent_keys(value, child, kind))
     elif isinstance(node, list):
         for value in node:
-            found.extend(_equivalent_keys(value, f"{path}[]"))
+            found.extend(_equivalent_keys(value, f"{path}[]", kind))
     return found
 
 

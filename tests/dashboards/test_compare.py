@@ -50,7 +50,7 @@ def _set(path: list[str | int], value: Any) -> Callable[[dict[str, Any]], None]:
 CHANGES = [
     ("panel id", _set(["panels", TIMESERIES, "id"], 999), f"panels[{TIMESERIES}].id"),
     ("panel title", _set(["panels", TIMESERIES, "title"], "x"), f"panels[{TIMESERIES}].title"),
-    ("panel type", _set(["panels", TIMESERIES, "type"], "graph"), f"panels[{TIMESERIES}].type"),
+    ("panel type", _set(["panels", 0, "type"], "text"), "panels[0].type"),
     ("grid position", _set(["panels", TIMESERIES, "gridPos", "w"], 7), f"panels[{TIMESERIES}].gridPos.w"),
     ("description", _set(["panels", TIMESERIES, "description"], ""), f"panels[{TIMESERIES}].description"),
     ("expr", _set(["panels", TIMESERIES, "targets", 0, "expr"], "up"), f"panels[{TIMESERIES}].targets[0].expr"),
@@ -115,6 +115,26 @@ def test_an_equivalence_holds_only_for_its_value(monkeypatch: pytest.MonkeyPatch
     _set(legend, False)(hidden)
     assert _diff(BOARD, shown) == []
     assert _diff(BOARD, hidden) == [f"panels[{TIMESERIES}].options.legend.showLegend: (absent) -> false"]
+
+
+def test_a_panel_type_s_defaults_hold_for_that_type_only() -> None:
+    hidden_legend = {"calcs": [], "displayMode": "list", "placement": "bottom", "showLegend": False}
+    bars, lines = copy.deepcopy(BOARD), copy.deepcopy(BOARD)
+    bargauge = next(i for i, p in enumerate(BOARD["panels"]) if p["type"] == "bargauge")
+    _set(["panels", bargauge, "options", "legend"], hidden_legend)(bars)
+    del bars["panels"][bargauge]["options"]["legend"]
+    _set(["panels", TIMESERIES, "options", "legend"], hidden_legend)(lines)
+    assert _diff(BOARD, bars) == []  # the bar gauge hides its legend by default
+    assert [d.split(":")[0] for d in _diff(BOARD, lines)] == [
+        f"panels[{TIMESERIES}].options.legend.{key}" for key in ("calcs", "displayMode", "showLegend")
+    ]
+    datasource, query = copy.deepcopy(BOARD), copy.deepcopy(BOARD)
+    assert "refresh" not in BOARD["templating"]["list"][0]
+    datasource["templating"]["list"][0]["refresh"] = 1
+    del query["templating"]["list"][1]["refresh"]
+    assert BOARD["templating"]["list"][0]["type"] == "datasource"
+    assert _diff(BOARD, datasource) == []
+    assert _diff(BOARD, query) == ["templating.list[1].refresh: 2 -> (absent)"]
 
 
 def test_json_types_are_compared_not_only_values() -> None:
