@@ -4,7 +4,7 @@ the REST poller's Zoom API calls, rate limiting and daily budget; the WebSocket 
 
 from __future__ import annotations
 
-from dashboards.grafana import JSON, Query, Row, dashboard, query_variable, stat, timeseries
+from dashboards.grafana import JSON, Panel, Query, Row, dashboard, query_variable, stat, timeseries
 from dashboards.promql import labels, quantile
 
 __all__ = ["UID", "build"]
@@ -276,7 +276,7 @@ def _otlp() -> Row:
 def _zoom_api() -> Row:
     sel = labels(TARGET)
 
-    def panel(title: str, description: str, unit: str, expr: str, legend: str) -> tuple[JSON, int]:
+    def panel(title: str, description: str, unit: str, expr: str, legend: str) -> tuple[Panel, int]:
         # The poller and the WebSocket source are optional: a flat 0 while they are off.
         return timeseries(title, description, unit, [Query(f"{expr} or on () vector(0)", legend)]), 8
 
@@ -334,9 +334,9 @@ def _zoom_api() -> Row:
 
 
 def build() -> JSON:
-    job = query_variable("job", "Job", "zoom_qss_build_info", description="Prometheus job scraping qss-exporter.")
-    del job["allValue"]
-    job.update(includeAll=False, multi=False, current={})
+    job = query_variable(
+        "job", "Job", "zoom_qss_build_info", description="Prometheus job scraping qss-exporter.", multi=False
+    )
     instance = query_variable(
         "instance", "Instance", 'zoom_qss_build_info{job="$job"}', description="One or more exporter instances."
     )

@@ -36,7 +36,11 @@ RULE_FILES: dict[str, Callable[[], tuple[rules.Group, ...]]] = {
 
 def artefacts(runbook: str = rules.RUNBOOK) -> dict[Path, str]:
     """Every generated file (absolute path) and its exact text."""
-    out = {ROOT / name: json.dumps(build(), indent=2, ensure_ascii=False) + "\n" for name, build in DASHBOARDS.items()}
+    # Keys sorted: the files do not change with the order a builder (or a new SDK release) writes them in.
+    out = {
+        ROOT / name: json.dumps(build(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+        for name, build in DASHBOARDS.items()
+    }
     for name, groups in RULE_FILES.items():
         out[ROOT / name] = rules.render(groups(), _HEADER, runbook)
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dashboards import guidance
 from dashboards import rules as r
-from dashboards.grafana import JSON, Query, Row, custom_variable, dashboard, heatmap, higher_is_worse, timeseries
+from dashboards.grafana import JSON, Panel, Query, Row, custom_variable, dashboard, heatmap, higher_is_worse, timeseries
 from dashboards.overview import GRADE_STEPS, POOR, quality_variables
 from dashboards.promql import QOS, avg_from, labels, quantile, ratio
 
@@ -17,7 +17,7 @@ LOSS = "zoom_qss_media_packet_loss_ratio"
 GRADES = "zoom_qss_quality_records_total"
 
 
-def _latency(by: str, legend: str) -> JSON:
+def _latency(by: str, legend: str) -> Panel:
     sel = labels(QOS, MEDIA)
     return timeseries(
         f"p95 latency by {legend}",
@@ -28,7 +28,7 @@ def _latency(by: str, legend: str) -> JSON:
     )
 
 
-def _loss(by: str, legend: str) -> JSON:
+def _loss(by: str, legend: str) -> Panel:
     sel = labels(QOS, MEDIA)
     expr = avg_from(f"rate({LOSS}_sum{sel}[5m])", f"rate({LOSS}_count{sel}[5m])", by)
     return timeseries(
@@ -40,7 +40,7 @@ def _loss(by: str, legend: str) -> JSON:
     )
 
 
-def _poor(by: str, legend: str) -> JSON:
+def _poor(by: str, legend: str) -> Panel:
     sel = labels(QOS, MEDIA)
     expr = ratio(f"rate({GRADES}{labels(QOS, MEDIA, POOR)}[5m])", f"rate({GRADES}{sel}[5m])", by)
     return timeseries(

@@ -9,6 +9,7 @@ from dashboards.grafana import (
     Column,
     Query,
     Row,
+    Variable,
     bargauge,
     dashboard,
     heatmap,
@@ -30,7 +31,7 @@ BUDGET = 1 - guidance.QUALITY_SLO
 GRADE_STEPS = [(None, "green"), (BUDGET, "orange"), (14.4 * BUDGET, "red")]
 
 
-def quality_variables() -> list[JSON]:
+def quality_variables() -> list[Variable]:
     """account, product and site, read from the quality-grade counter (present whenever QoS data is)."""
     return [
         query_variable("account", "Account", GRADES, description="Configured Zoom account (the `account` label)."),
@@ -308,10 +309,10 @@ def _grades() -> Row:
 
 def _where() -> Row:
     sel = labels(QOS)
-    link = {
-        "title": "Open ${__data.fields.site} in Network & location",
-        "url": "/d/zoom-qss-network?${__url_time_range}&${datasource:queryparam}&var-site=${__data.fields.site}",
-    }
+    link = (
+        "Open ${__data.fields.site} in Network & location",
+        "/d/zoom-qss-network?${__url_time_range}&${datasource:queryparam}&var-site=${__data.fields.site}",
+    )
     columns = [
         Column(
             ratio(f"{r.QUALITY_RATE}{labels(QOS, POOR)}", f"{r.QUALITY_RATE}{sel}", "site"),

@@ -90,7 +90,7 @@ def test_the_five_dashboards_exist() -> None:
 def test_dashboard_conventions(name: str) -> None:
     dashboard = DASHBOARDS[name]
     assert dashboard["schemaVersion"] >= 39
-    assert dashboard["id"] is None
+    assert dashboard.get("id") is None  # importable anywhere: Grafana assigns the id
     assert dashboard["title"]
     ids = [panel["id"] for panel in panels(dashboard)]
     assert len(ids) == len(set(ids)), "panel ids must be unique"
@@ -113,6 +113,27 @@ def test_dashboard_conventions(name: str) -> None:
         for target in panel["targets"]:
             assert target["datasource"] == DATASOURCE, where
             assert target["expr"].strip(), where
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_time_series_show_their_legend(name: str) -> None:
+    """Grafana's default, but the SDK writes the schema's zero value (hidden) unless told."""
+    for panel in _widgets(DASHBOARDS[name]):
+        if panel["type"] == "timeseries":
+            assert panel["options"]["legend"]["showLegend"] is True, panel["title"]
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_what_the_sdk_cannot_express_is_there(name: str) -> None:
+    """The alerts annotation's Prometheus fields and each query variable's definition (docs/dashboards.md)."""
+    dashboard = DASHBOARDS[name]
+    (annotation,) = dashboard["annotations"]["list"]
+    assert annotation["titleFormat"] == "{{alertname}}"
+    assert annotation["tagKeys"] == "alertname,severity"
+    assert annotation["step"] == "60s"
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            assert variable["definition"] == variable["query"]["query"], variable["name"]
 
 
 def _datasources(node: Any) -> list[Any]:
