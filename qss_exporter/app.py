@@ -267,7 +267,9 @@ class Agent:
                     on_ready(self)
             background = [group.create_task(self._housekeeping())]
             background += [group.create_task(task(self)) for task in extra_tasks]
-            background += [group.create_task(output.run()) for output in (self.otlp, self.otlp_logs) if output]
+            # `is not None`: the log output has a length (its queue), so it is falsy while nothing is queued.
+            outputs = [output for output in (self.otlp, self.otlp_logs) if output is not None]
+            background += [group.create_task(output.run()) for output in outputs]
             background += [group.create_task(source.run()) for source in self.websockets]
             if self.poller is not None:
                 background.append(group.create_task(self.poller.run()))

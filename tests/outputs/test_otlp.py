@@ -10,6 +10,7 @@ import asyncio
 import copy
 import hashlib
 import hmac
+import json
 import re
 import time
 import tracemalloc
@@ -25,7 +26,17 @@ from qss_exporter import __version__
 from qss_exporter.config import config_from_mapping
 from qss_exporter.errors import ConfigError
 from qss_exporter.outputs.otlp_names import OTLP_NAMES
-from tests.conftest import OTHER_SECRET, AgentFactory, RunningAgent, Series, base_config, merge, total
+from tests.conftest import (
+    OTHER_SECRET,
+    SECRET,
+    AgentFactory,
+    RunningAgent,
+    Series,
+    base_config,
+    merge,
+    parse_metrics,
+    total,
+)
 from tests.otlp_receivers import (
     GrpcReceiver,
     HttpReceiver,
@@ -38,6 +49,7 @@ from tests.otlp_receivers import (
     prometheus_name,
     resource_attributes,
 )
+from tests.process import AgentProcess
 from tests.samples import SAMPLES, load_sample
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "otlp.md"
@@ -525,3 +537,28 @@ async def test_exponential_histograms_on_request_hold_exactly_the_observations_o
     index = point.positive.offset + list(point.positive.bucket_counts).index(1)
     assert base**index < 0.038 <= base ** (index + 1)
     assert running.agent.config.otlp.exponential_scale == 4
+
+
+async def test_log_records_reach_the_collector_while_the_agent_keeps_running(
+    grpc_receiver: GrpcReceiver, received: Received, tmp_path: Path
+) -> None:
+    """Issue 12: the periodic log export never started (the empty log queue is falsy), so records left
+    only in the final flush at shutdown. Here they must arrive while the agent process keeps running."""
+    config = base_config() | {
+        "otlp": otlp(grpc_receiver, interval_seconds=0.5, logs={"enabled": True, "participant_id": "omit"})
+    }
+    agent = await asyncio.to_thread(AgentProcess, tmp_path, config)
+    try:
+        for index in range(5):
+            body = copy.deepcopy(load_sample("meeting.participant_qos"))
+            body["event_ts"] = now_ms()
+            body["payload"]["object"]["participant"]["user_id"] = f"person-{index}"
+            raw = json.dumps(body).encode()
+            assert (await asyncio.to_thread(agent.post_signed, raw, SECRET)).status_code == 200
+        await received.wait_until(lambda: len(log_records(received)) == 5, within=10)
+        assert agent.process.poll() is None  # still running: no shutdown flush was involved
+        scraped = parse_metrics(await asyncio.to_thread(agent.scrape_text))
+        assert total(scraped, "zoom_qss_otlp_exports_total", signal="logs", outcome="ok") >= 1
+        assert total(scraped, "zoom_qss_otlp_log_records_dropped_total") == 0
+    finally:
+        await asyncio.to_thread(agent.kill)
