@@ -271,6 +271,8 @@ class Agent:
             outputs = [output for output in (self.otlp, self.otlp_logs) if output is not None]
             background += [group.create_task(output.run()) for output in outputs]
             background += [group.create_task(source.run()) for source in self.websockets]
+            if self.detail is not None:  # the worst-N ranking, every detail.worst.interval_seconds
+                background.append(group.create_task(self.detail.run(self.clock)))
             if self.poller is not None:
                 background.append(group.create_task(self.poller.run()))
             if self._ready:
