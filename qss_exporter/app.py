@@ -31,6 +31,7 @@ from qss_exporter.outputs.otlp import OtlpMetrics, OtlpSelfMetrics, build_otlp_m
 from qss_exporter.outputs.otlp_logs import QosLogs, build_qos_logs
 from qss_exporter.outputs.otlp_settings import build_resource
 from qss_exporter.pipeline import Pipeline
+from qss_exporter.runtime import RuntimeMetrics
 from qss_exporter.sources.poller import Poller, build_poller
 from qss_exporter.sources.webhook import WebhookAccount, WebhookReceiver, webhook_app
 from qss_exporter.sources.websocket import WebSocketSettings, WebSocketSource
@@ -120,6 +121,7 @@ class Agent:
             self.pipeline.detail = self.detail
         otlp_self_metrics = OtlpSelfMetrics.register(self.store)
         self.catalogue.add_store_metrics()
+        RuntimeMetrics().register(self.store)  # process_* and python_*: read at scrape / export time only
         self.otlp: OtlpMetrics | None = None
         self.otlp_logs: QosLogs | None = None
         if config.otlp.enabled:

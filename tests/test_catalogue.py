@@ -14,7 +14,8 @@ from qss_exporter.config import config_from_mapping
 from tests.conftest import base_config, merge
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
-ROW = re.compile(r"^\| `(zoom_qss_[a-z_]+)` \| (counter|gauge|histogram) \| ([^|]*)\|")
+# zoom_qss_* and the standard process_* / python_* families (prometheus_client's collectors).
+ROW = re.compile(r"^\| `((?:zoom_qss|process|python)_[a-z_]+)` \| (counter|gauge|histogram) \| ([^|]*)\|")
 DETAIL_SECTION = "## Detail mode"  # families that exist only with detail.enabled
 DETAIL = {"enabled": True, "hash_key": "catalogue-key", "worst": {"participants": 5}}
 

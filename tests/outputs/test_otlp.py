@@ -55,6 +55,7 @@ from tests.samples import SAMPLES, load_sample
 DOC = Path(__file__).resolve().parents[2] / "docs" / "otlp.md"
 ALL_LABELS = {"data_center": True, "client_os": True, "client_version": True}
 SELF = re.compile(r"zoom_qss_otlp_")
+RUNTIME = re.compile(r"process_|python_gc_")  # read from the process at each scrape or export
 
 Receiver = GrpcReceiver | HttpReceiver
 
@@ -149,7 +150,11 @@ async def test_every_series_in_otlp_equals_metrics_at_the_same_moment(
     await feed(running)
     request, scraped = await exported_now(running, received)
 
-    assert as_prometheus(request) == normalise(scraped)
+    pushed = as_prometheus(request)
+    assert _steady(pushed) == _steady(normalise(scraped))
+    # The process and GC families move between any two readings (CPU time, memory): the same series in both.
+    assert _runtime_keys(pushed) == _runtime_keys(scraped)
+    assert {"process_cpu_seconds_total", "python_gc_collections_total"} <= {name for name, _ in _runtime_keys(pushed)}
     assert {name for name, _ in scraped} >= {"zoom_qss_media_latency_seconds_bucket", "zoom_qss_phone_calls_total"}
     assert total(scraped, "zoom_qss_active_participants") == 1
     assert total(scraped, "zoom_qss_phone_active_calls") == 1
@@ -193,7 +198,7 @@ async def test_names_translate_to_exactly_the_metrics_families(
     for name, kind in empty:
         assert prometheus_name(*OTLP_NAMES[name], kind) == name
     for metric in metrics_of(request):
-        assert metric.name.startswith("zoom.qss.")
+        assert metric.name.startswith(("zoom.qss.", "process.", "python."))
         assert metric.description  # HELP text travels too
     # The documented table is the code's table, and both cover every family.
     assert documented_names() == OTLP_NAMES
@@ -204,7 +209,9 @@ async def test_names_translate_to_exactly_the_metrics_families(
 
 def documented_names() -> dict[str, tuple[str, str]]:
     rows: dict[str, tuple[str, str]] = {}
-    row = re.compile(r"^\| `(zoom_qss_[a-z_]+)` \| `(zoom\.qss\.[a-z_.]+)` \| `([^`]*)` \|")
+    row = re.compile(
+        r"^\| `((?:zoom_qss|process|python)_[a-z_]+)` \| `((?:zoom\.qss|process|python)\.[a-z_.]+)` \| `([^`]*)` \|"
+    )
     for line in DOC.read_text().splitlines():
         if match := row.match(line):
             rows[match.group(1)] = (match.group(2), match.group(3))
@@ -325,7 +332,16 @@ def _otlp_memory() -> int:
 
 
 def _without_self(samples: Series) -> Series:
-    return {key: value for key, value in samples.items() if not SELF.match(key[0])}
+    return {key: value for key, value in samples.items() if not SELF.match(key[0]) and not RUNTIME.match(key[0])}
+
+
+def _steady(samples: Series) -> Series:
+    """Everything but the process and GC families, whose values change between any two readings."""
+    return {key: value for key, value in samples.items() if not RUNTIME.match(key[0])}
+
+
+def _runtime_keys(samples: Series) -> set[tuple[str, frozenset[tuple[str, str]]]]:
+    return {key for key in samples if RUNTIME.match(key[0])}
 
 
 async def test_delta_temporality_adds_up_to_the_totals_across_a_failed_export(
