@@ -17,12 +17,13 @@ from collections.abc import Callable, Coroutine, Generator, Sequence
 from typing import Any
 
 import httpx
+import orjson
 import uvicorn
 from starlette.types import ASGIApp
 
 from qss_exporter import __version__
 from qss_exporter.catalogue import Catalogue
-from qss_exporter.config import AccountConfig, Config, HostPort, redacted_summary
+from qss_exporter.config import AccountConfig, Config, HostPort, changed_summary, redacted_summary
 from qss_exporter.dedupe import DedupeWindow, ParticipantHistory
 from qss_exporter.detail import DetailSettings, DetailTracker
 from qss_exporter.enrichment import ENRICHMENT_LABELS, ParticipantDirectory, SiteMap
@@ -244,7 +245,10 @@ class Agent:
         log.info(
             "qss-exporter %s starting",
             __version__,
-            extra={"fields": {"config": redacted_summary(config)}},
+            extra={
+                "fields": {"config": redacted_summary(config)},  # JSON format: the whole effective configuration
+                "plain": "configuration: " + orjson.dumps(changed_summary(config)).decode(),  # plain: what differs
+            },
         )
         if install_signal_handlers:
             loop = asyncio.get_running_loop()
