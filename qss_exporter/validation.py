@@ -19,7 +19,7 @@ from pathlib import Path
 from qss_exporter.catalogue import DEFAULT_BUCKETS
 from qss_exporter.config import Config, load_config
 from qss_exporter.errors import ConfigError
-from qss_exporter.outputs.otlp_settings import resolve_settings, tls_problems
+from qss_exporter.outputs.otlp_settings import build_resource, resolve_settings, tls_problems
 from qss_exporter.state import FILE_NAME
 
 __all__ = ["Checked", "load_checked", "validate"]
@@ -46,6 +46,7 @@ def validate(config: Config, environ: Mapping[str, str], source: str = "") -> tu
     warnings: list[str] = []
     otlp = config.otlp
     if otlp.enabled:
+        build_resource(otlp, environ, warn=warnings.append)
         for signal in ("metrics", "logs") if otlp.logs.enabled else ("metrics",):
             problems += tls_problems(resolve_settings(otlp, environ, signal, warnings.append))
     if problems:

@@ -215,8 +215,9 @@ def test_warnings_name_what_start_up_would_only_warn_about(tmp_path: Path) -> No
     )
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data))
-    checked = load_checked(path, {"OTEL_EXPORTER_OTLP_TIMEOUT": "soon"})
+    checked = load_checked(path, {"OTEL_EXPORTER_OTLP_TIMEOUT": "soon", "OTEL_RESOURCE_ATTRIBUTES": "a=b,oops"})
     assert checked.warnings == (
+        "ignoring a malformed entry in OTEL_RESOURCE_ATTRIBUTES (expected key=value)",
         "ignoring OTEL_EXPORTER_OTLP_TIMEOUT='soon': expected a positive number of milliseconds",
         f"poller.state_dir: cannot write {blocker / 'state'} ({blocker} is not a directory); the poller would "
         "keep its progress in memory only",

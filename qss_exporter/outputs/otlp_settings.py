@@ -227,7 +227,9 @@ def _endpoint(environ: Mapping[str, str], variable: str, protocol: Protocol, war
     return ""
 
 
-def build_resource(config: OtlpConfig, environ: Mapping[str, str], instance_id: str | None = None) -> Resource:
+def build_resource(
+    config: OtlpConfig, environ: Mapping[str, str], instance_id: str | None = None, warn: Warn | None = None
+) -> Resource:
     """The Resource of everything the agent pushes.
 
     Built-in defaults (service.name=qss-exporter, service.version, a random service.instance.id per
@@ -241,7 +243,7 @@ def build_resource(config: OtlpConfig, environ: Mapping[str, str], instance_id: 
             "service.instance.id": instance_id or str(uuid.uuid4()),
         }
     )
-    detected = _key_values(_var(environ, "OTEL_RESOURCE_ATTRIBUTES"), _log_warning)
+    detected = _key_values(_var(environ, "OTEL_RESOURCE_ATTRIBUTES"), warn or _log_warning)
     if service := environ.get("OTEL_SERVICE_NAME", "").strip():
         detected["service.name"] = service
     return defaults.merge(Resource(detected)).merge(Resource(dict(config.resource_attributes)))
