@@ -17,12 +17,13 @@ from collections.abc import Callable, Coroutine, Generator, Sequence
 from typing import Any
 
 import httpx
+import orjson
 import uvicorn
 from starlette.types import ASGIApp
 
 from qss_exporter import __version__
 from qss_exporter.catalogue import Catalogue
-from qss_exporter.config import AccountConfig, Config, HostPort, redacted_summary
+from qss_exporter.config import AccountConfig, Config, HostPort, changed_summary, redacted_summary
 from qss_exporter.dedupe import DedupeWindow, ParticipantHistory
 from qss_exporter.detail import DetailSettings, DetailTracker
 from qss_exporter.enrichment import ENRICHMENT_LABELS, ParticipantDirectory, SiteMap
@@ -31,6 +32,7 @@ from qss_exporter.outputs.otlp import OtlpMetrics, OtlpSelfMetrics, build_otlp_m
 from qss_exporter.outputs.otlp_logs import QosLogs, build_qos_logs
 from qss_exporter.outputs.otlp_settings import build_resource
 from qss_exporter.pipeline import Pipeline
+from qss_exporter.runtime import RuntimeMetrics
 from qss_exporter.sources.poller import Poller, build_poller
 from qss_exporter.sources.webhook import WebhookAccount, WebhookReceiver, webhook_app
 from qss_exporter.sources.websocket import WebSocketSettings, WebSocketSource
@@ -120,6 +122,7 @@ class Agent:
             self.pipeline.detail = self.detail
         otlp_self_metrics = OtlpSelfMetrics.register(self.store)
         self.catalogue.add_store_metrics()
+        RuntimeMetrics().register(self.store)  # process_* and python_*: read at scrape / export time only
         self.otlp: OtlpMetrics | None = None
         self.otlp_logs: QosLogs | None = None
         if config.otlp.enabled:
@@ -242,7 +245,10 @@ class Agent:
         log.info(
             "qss-exporter %s starting",
             __version__,
-            extra={"fields": {"config": redacted_summary(config)}},
+            extra={
+                "fields": {"config": redacted_summary(config)},  # JSON format: the whole effective configuration
+                "plain": "configuration: " + orjson.dumps(changed_summary(config)).decode(),  # plain: what differs
+            },
         )
         if install_signal_handlers:
             loop = asyncio.get_running_loop()
@@ -267,8 +273,12 @@ class Agent:
                     on_ready(self)
             background = [group.create_task(self._housekeeping())]
             background += [group.create_task(task(self)) for task in extra_tasks]
-            background += [group.create_task(output.run()) for output in (self.otlp, self.otlp_logs) if output]
+            # `is not None`: the log output has a length (its queue), so it is falsy while nothing is queued.
+            outputs = [output for output in (self.otlp, self.otlp_logs) if output is not None]
+            background += [group.create_task(output.run()) for output in outputs]
             background += [group.create_task(source.run()) for source in self.websockets]
+            if self.detail is not None:  # the worst-N ranking, every detail.worst.interval_seconds
+                background.append(group.create_task(self.detail.run(self.clock)))
             if self.poller is not None:
                 background.append(group.create_task(self.poller.run()))
             if self._ready:

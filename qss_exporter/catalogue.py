@@ -98,6 +98,7 @@ WEBSOCKET_CONNECT_FAILURES = (
     "build_connection",
     "timeout",
     "closed",
+    "too_large",
     "protocol_error",
     "error",
 )

@@ -13,7 +13,7 @@ from typing import Any
 
 from qss_exporter import __version__
 from qss_exporter.app import Agent
-from qss_exporter.config import Config, config_from_mapping, load_config
+from qss_exporter.config import Config, config_from_mapping
 from qss_exporter.errors import ConfigError
 from qss_exporter.identity import lookup
 from qss_exporter.logs import configure_logging
@@ -21,6 +21,7 @@ from qss_exporter.outputs.prometheus import render
 from qss_exporter.sources.demo import DemoDriver, demo_config
 from qss_exporter.sources.replay import replay_files
 from qss_exporter.sources.simulator import default_accounts
+from qss_exporter.validation import load_checked
 
 __all__ = ["main"]
 
@@ -46,18 +47,22 @@ def _config_path(args: argparse.Namespace) -> str:
 
 
 def _load(args: argparse.Namespace) -> Config:
-    return load_config(_config_path(args))
+    """The configuration, validated completely: the same checks as check-config (validation.py)."""
+    return load_checked(_config_path(args)).config
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     path = _config_path(args)
     try:
-        config = load_config(path)
+        checked = load_checked(path)
     except ConfigError as error:
         print(f"{path}: invalid configuration", file=sys.stderr)  # noqa: T201 - CLI output
         for problem in error.problems:
             print(f"  - {problem}", file=sys.stderr)  # noqa: T201 - CLI output
         return 1
+    for warning in checked.warnings:
+        print(f"{path}: warning: {warning}", file=sys.stderr)  # noqa: T201 - CLI output
+    config = checked.config
     accounts = ", ".join(account.name for account in config.accounts)
     print(f"{path}: ok ({len(config.accounts)} account(s): {accounts})")  # noqa: T201 - CLI output
     return 0

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, cast
 
 from pydantic import (
     AfterValidator,
@@ -59,6 +59,7 @@ __all__ = [
     "WebSocketConfig",
     "WebhookConfig",
     "ZoomConfig",
+    "changed_summary",
     "config_from_mapping",
     "load_config",
     "redacted_summary",
@@ -732,3 +733,20 @@ def _insecure_flag(raw: Mapping[str, Any]) -> bool | None:
 def redacted_summary(config: Config) -> dict[str, Any]:
     """The effective config as JSON-ready data for the start-up log; every secret is `<secret>`."""
     return config.model_dump(mode="json")
+
+
+def changed_summary(config: Config) -> dict[str, Any]:
+    """`redacted_summary` cut down to the keys not at their defaults: what a one-line start-up log can carry.
+
+    The values are taken from `redacted_summary` itself, so they are redacted exactly as it redacts them;
+    the defaults only decide which keys stay.
+    """
+    return cast(dict[str, Any], _pick(redacted_summary(config), config.model_dump(mode="json", exclude_defaults=True)))
+
+
+def _pick(full: Any, changed: Any) -> Any:
+    if isinstance(full, dict) and isinstance(changed, dict):
+        return {key: _pick(full[key], value) for key, value in changed.items() if key in full}
+    if isinstance(full, list) and isinstance(changed, list) and len(full) == len(changed):
+        return [_pick(whole, part) for whole, part in zip(full, changed, strict=True)]
+    return full

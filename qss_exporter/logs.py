@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-__all__ = ["configure_logging"]
+__all__ = ["JsonFormatter", "PlainFormatter", "configure_logging"]
 
 
 class JsonFormatter(logging.Formatter):
@@ -29,12 +29,26 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+class PlainFormatter(logging.Formatter):
+    """`time LEVEL logger: message`, one line; a record's `extra={"plain": "..."}` is appended to the message.
+
+    The start-up line uses it for a compact summary of the configuration, where the JSON format
+    carries the whole configuration as a field.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        plain = getattr(record, "plain", None)
+        if isinstance(plain, str) and plain:
+            record.message = f"{record.message}; {plain}"
+        return super().formatMessage(record)
+
+
 def configure_logging(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else PlainFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -49,6 +49,7 @@ class Connection:
     frames: list[str | bytes] = field(default_factory=list)
     heartbeats: int = 0
     closed: bool = False
+    close_code: int | None = None  # the code of the client's close frame (None: no close frame received)
 
 
 @dataclass
@@ -147,6 +148,8 @@ class FakeZoomWebSocket:
         finally:
             self.live[subscription] -= 1
             connection.closed = True
+            received = websocket.protocol.close_rcvd
+            connection.close_code = received.code if received is not None else None
             await self._notify()
 
 

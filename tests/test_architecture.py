@@ -57,6 +57,23 @@ FORBIDDEN = {
         "qss_exporter.app",
     ],
     "qss_exporter.app": ["qss_exporter.cli"],
+    "qss_exporter.validation": [
+        "qss_exporter.sources",
+        "qss_exporter.pipeline",
+        "qss_exporter.store",
+        "qss_exporter.app",
+        "qss_exporter.cli",
+    ],
+    "qss_exporter.runtime": [
+        "qss_exporter.zoom",
+        "qss_exporter.sources",
+        "qss_exporter.outputs",
+        "qss_exporter.pipeline",
+        "qss_exporter.catalogue",
+        "qss_exporter.config",
+        "qss_exporter.app",
+        "qss_exporter.cli",
+    ],
     "qss_exporter.identity": ["qss_exporter."],
     "qss_exporter.state": [
         "qss_exporter.zoom",

@@ -14,7 +14,8 @@ from qss_exporter.config import config_from_mapping
 from tests.conftest import base_config, merge
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
-ROW = re.compile(r"^\| `(zoom_qss_[a-z_]+)` \| (counter|gauge|histogram) \| ([^|]*)\|")
+# zoom_qss_* and the standard process_* / python_* families (prometheus_client's collectors).
+ROW = re.compile(r"^\| `((?:zoom_qss|process|python)_[a-z_]+)` \| (counter|gauge|histogram) \| ([^|]*)\|")
 DETAIL_SECTION = "## Detail mode"  # families that exist only with detail.enabled
 DETAIL = {"enabled": True, "hash_key": "catalogue-key", "worst": {"participants": 5}}
 
@@ -78,3 +79,23 @@ def test_catalogue_matches_exposed_families(overrides: dict[str, Any]) -> None:
 def test_every_histogram_has_documented_default_buckets() -> None:
     histograms = {name for name, (kind, _) in documented().items() if kind == "histogram"}
     assert histograms == set(DEFAULT_BUCKETS)
+
+
+# The `source` values of zoom_qss_events_total, each with the code path that produces it. The demo is not
+# one: it sends real signed webhooks to the agent's own listener (ARCHITECTURE.md, `qss-exporter demo`),
+# so its events are `webhook` events (tests/test_demo.py checks that on the running demo).
+EVENT_SOURCES = {
+    "webhook": "sources/webhook.py",
+    "websocket": "sources/websocket.py",
+    "poll": "sources/poller.py",
+    "replay": "sources/replay.py",
+}
+
+
+def test_event_sources_are_the_ones_code_produces() -> None:
+    row = next(line for line in DOC.read_text().splitlines() if line.startswith("| `zoom_qss_events_total`"))
+    documented = re.findall(r"`([a-z]+)`", row.split("`source` is", 1)[1])
+    assert set(documented) == set(EVENT_SOURCES)
+    package = Path(__file__).resolve().parents[1] / "qss_exporter"
+    for source, module in EVENT_SOURCES.items():
+        assert f'"{source}"' in (package / module).read_text(), source

@@ -149,3 +149,39 @@ def test_replay_prints_metrics_and_reports_bad_lines(tmp_path: Path) -> None:
     assert total(scraped, "zoom_qss_media_records_total", product="meeting", site="leeds", network_type="wifi") == 4
     assert total(scraped, "zoom_qss_media_records_total", product="webinar") == 3
     assert total(scraped, "zoom_qss_events_total", source="replay") == 3
+
+
+def test_plain_start_up_line_summarises_the_configuration_in_one_redacted_line(tmp_path: Path) -> None:
+    """README and docs/config.md promise a start-up line summarising the effective configuration; with the
+    default plain format it said only 'starting'."""
+    config = {
+        "listen": {"webhook": "127.0.0.1:0", "metrics": "127.0.0.1:0"},
+        "accounts": [
+            {
+                "name": "acme",
+                "account_id": "Xq3vTn0bR8aL5mWcY2kPzQ",
+                "webhook_secret_token": ["${TEST_SECRET}", "older-secret"],
+                "client_id": "the-client-id",
+                "client_secret": "the-client-secret",
+            }
+        ],
+        "limits": {"max_series": 5000},
+        "otlp": {"enabled": True, "endpoint": "http://127.0.0.1:1", "headers": {"authorization": "Bearer tok"}},
+    }
+    with AgentProcess(tmp_path, config, env={"TEST_SECRET": "proc-secret"}) as agent:
+        [line] = [line for line in agent.output if "qss-exporter 0.1.0 starting" in line]
+        summary = orjson.loads(line.split("starting; configuration: ", 1)[1])
+        assert summary["accounts"] == [
+            {
+                "name": "acme",
+                "account_id": "Xq3vTn0bR8aL5mWcY2kPzQ",
+                "webhook_secret_token": ["<secret>", "<secret>"],
+                "client_id": "the-client-id",
+                "client_secret": "<secret>",
+            }
+        ]
+        assert summary["limits"] == {"max_series": 5000}  # what differs from the defaults, nothing else
+        assert summary["otlp"]["headers"] == {"authorization": "<secret>"}
+        assert "pipeline" not in summary
+        for secret in ("proc-secret", "older-secret", "the-client-secret", "Bearer tok"):
+            assert secret not in agent.log_text()

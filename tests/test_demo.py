@@ -80,6 +80,8 @@ def test_demo_fills_every_family_within_60_seconds(promtool: str) -> None:
         for outcome in ("bad_signature", "missing_signature", "stale_timestamp", "malformed", "error", "overloaded"):
             assert total(samples, "zoom_qss_webhook_requests_total", outcome=outcome) == 0, outcome
         assert total(samples, "zoom_qss_parse_errors_total") == 0
+        # The demo's events are real signed webhooks to the agent's own listener: counted as source="webhook".
+        assert _values(samples, "zoom_qss_events_total", "source") == {"webhook"}
         check = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True, check=False)
         assert check.returncode == 0, check.stdout + check.stderr
         assert process.terminate() == 0

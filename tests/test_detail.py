@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import copy
 import gc
+import json
+import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -29,8 +32,10 @@ from tests.conftest import (
     Series,
     base_config,
     merge,
+    parse_metrics,
     total,
 )
+from tests.process import AgentProcess
 from tests.samples import SAMPLES, load_sample
 from tests.test_e2e_webhook import _personal_values
 
@@ -57,12 +62,23 @@ def detail(**overrides: Any) -> dict[str, Any]:
     return merge({"enabled": True, "hash_key": KEY}, overrides)
 
 
-def now_ms(running: RunningAgent) -> int:
+class _Clocked(Protocol):
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
+
+class _WallClock:
+    """For bodies posted to an agent process: its clock is the wall clock."""
+
+    clock = staticmethod(time.time)
+
+
+def now_ms(running: _Clocked) -> int:
     return int(running.clock() * 1000)
 
 
 def qos(
-    running: RunningAgent,
+    running: _Clocked,
     participant: str,
     *,
     loss: str = "0.2%",
@@ -240,6 +256,25 @@ async def test_worst_ranking_is_reevaluated_every_interval_and_drops_who_recover
     assert participants_shown(await running.scrape()) == {label(f"{MEETING_A}/p2")}
 
 
+def test_worst_ranking_runs_on_a_timer_after_a_burst_and_silence(tmp_path: Path) -> None:
+    """Issue 12: the ranking ran on the next record or at the 30-second housekeeping, so after a burst and then
+    silence the first participant processed was shown as the worst for a whole interval, here the best one."""
+    config = base_config() | {"detail": detail(worst={"participants": 1, "interval_seconds": 1})}
+    with AgentProcess(tmp_path, config) as agent:
+        for name, loss in (("best", "0.1%"), ("worst", "6%"), ("middle", "2%")):
+            assert agent.post_signed(json.dumps(qos(_WallClock(), name, loss=loss)).encode(), SECRET).status_code == 200
+        history = []
+        deadline = time.monotonic() + 5  # the interval is a second
+        while time.monotonic() < deadline:
+            history.append(participants_shown(parse_metrics(agent.scrape_text())))
+            if history[-1] == {label(f"{MEETING_A}/worst")}:
+                break
+            time.sleep(0.05)
+        assert history[-1] == {label(f"{MEETING_A}/worst")}, history
+        assert not any(label(f"{MEETING_A}/best") in shown for shown in history)
+        assert agent.process.poll() is None
+
+
 async def test_worst_by_quality_ranks_the_lowest_zoom_score(start_agent: AgentFactory) -> None:
     running = await start_agent(detail=detail(worst={"participants": 1, "score": "quality", "interval_seconds": 1}))
     good, bad = qos(running, "good"), qos(running, "bad")
@@ -328,8 +363,8 @@ async def test_the_cap_holds_under_a_flood_of_participants_and_counts_refusals(s
 
 
 def _detail_bytes(snapshot: tracemalloc.Snapshot) -> int:
-    path = str(Path(detail_module.__file__).resolve())
-    return sum(stat.size for stat in snapshot.filter_traces([tracemalloc.Filter(True, path)]).statistics("filename"))
+    package = str(Path(detail_module.__file__).resolve().parent / "*")
+    return sum(stat.size for stat in snapshot.filter_traces([tracemalloc.Filter(True, package)]).statistics("filename"))
 
 
 async def test_leave_and_the_activity_window_remove_series_and_memory_returns_to_baseline(

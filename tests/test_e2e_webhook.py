@@ -34,11 +34,12 @@ def qos_body(latency: str = "134 ms", participant: str = "16782336", event_ts: i
 
 
 def qos_families(samples: Series) -> Series:
-    """Every QoS-derived sample (what a rejected request must leave untouched)."""
+    """Every QoS-derived sample (what a rejected request must leave untouched); not the process's own families."""
     return {
         key: value
         for key, value in samples.items()
-        if not re.match(r"zoom_qss_(webhook|events|event_lag|parse|series|dedupe)", key[0])
+        if key[0].startswith("zoom_qss_")
+        and not re.match(r"zoom_qss_(webhook|events|event_lag|parse|series|dedupe)", key[0])
     }
 
 

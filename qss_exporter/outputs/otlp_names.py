@@ -82,6 +82,18 @@ OTLP_NAMES: dict[str, tuple[str, str]] = {
     "zoom_qss_poll_instances_total": ("zoom.qss.poll.instances", "{instance}"),
     "zoom_qss_poll_backlog": ("zoom.qss.poll.backlog", "{instance}"),
     "zoom_qss_poll_oldest_pending_age_seconds": ("zoom.qss.poll.oldest_pending_age", "s"),
+    # Process and runtime (prometheus_client's collectors): their Prometheus names are the standard, so the
+    # OTLP names are chosen to translate back to exactly them, like every other family.
+    "process_cpu_seconds_total": ("process.cpu", "s"),
+    "process_resident_memory_bytes": ("process.resident_memory", "By"),
+    "process_virtual_memory_bytes": ("process.virtual_memory", "By"),
+    "process_start_time_seconds": ("process.start_time", "s"),
+    "process_open_fds": ("process.open_fds", "{fd}"),
+    "process_max_fds": ("process.max_fds", "{fd}"),
+    "python_info": ("python.info", ""),
+    "python_gc_objects_collected_total": ("python.gc.objects_collected", "{object}"),
+    "python_gc_objects_uncollectable_total": ("python.gc.objects_uncollectable", "{object}"),
+    "python_gc_collections_total": ("python.gc.collections", "{collection}"),
 }
 
 _SUFFIX_UNITS = (("_bytes_per_second", "By/s"), ("_seconds", "s"))

@@ -9,6 +9,7 @@ builds the Resource and the SDK's exporter objects; nothing here sends data.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,11 +33,19 @@ from qss_exporter.errors import ConfigError
 
 _E = TypeVar("_E", MetricExporter, LogRecordExporter)
 
-__all__ = ["ExportSettings", "build_log_exporter", "build_metric_exporter", "build_resource", "resolve_settings"]
+__all__ = [
+    "ExportSettings",
+    "build_log_exporter",
+    "build_metric_exporter",
+    "build_resource",
+    "resolve_settings",
+    "tls_problems",
+]
 
 log = logging.getLogger(__name__)
 
 Signal = Literal["metrics", "logs"]
+Warn = Callable[[str], None]
 Protocol = Literal["grpc", "http/protobuf"]
 
 _DEFAULT_ENDPOINT = {"grpc": "http://localhost:4317", "http/protobuf": "http://localhost:4318"}
@@ -62,6 +71,9 @@ class ExportSettings:
     client_key_file: Path | None
     interval: float
     temporality: Literal["cumulative", "delta", "lowmemory"]
+    # Where each TLS file setting came from (`otlp.certificate_file` or the OTEL_* variable that gave it),
+    # so that a problem with the file names the place to fix.
+    tls_origins: Mapping[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
         """A one-line summary for the start-up log (header values are secrets: names only)."""
@@ -70,6 +82,10 @@ class ExportSettings:
             f"{self.signal} via {self.protocol} to {self.endpoint} every {self.interval:g}s "
             f"(timeout {self.timeout:g}s, {self.temporality}, compression {self.compression}, headers {headers})"
         )
+
+
+def _log_warning(message: str) -> None:
+    log.warning("%s", message)
 
 
 def _var(environ: Mapping[str, str], *variables: str) -> tuple[str, str] | None:
@@ -86,7 +102,7 @@ def _env(environ: Mapping[str, str], signal: Signal, name: str) -> tuple[str, st
     return _var(environ, f"OTEL_EXPORTER_OTLP_{signal.upper()}_{name}", f"OTEL_EXPORTER_OTLP_{name}")
 
 
-def _milliseconds(found: tuple[str, str] | None) -> float | None:
+def _milliseconds(found: tuple[str, str] | None, warn: Warn) -> float | None:
     if found is None:
         return None
     variable, raw = found
@@ -96,21 +112,21 @@ def _milliseconds(found: tuple[str, str] | None) -> float | None:
         value = -1.0
     if value > 0:
         return value
-    log.warning("ignoring %s=%r: expected a positive number of milliseconds", variable, raw)
+    warn(f"ignoring {variable}={raw!r}: expected a positive number of milliseconds")
     return None
 
 
-def _choice(found: tuple[str, str] | None, allowed: tuple[str, ...]) -> str | None:
+def _choice(found: tuple[str, str] | None, allowed: tuple[str, ...], warn: Warn) -> str | None:
     if found is None:
         return None
     variable, value = found
     if value.lower() in allowed:
         return value.lower()
-    log.warning("ignoring %s=%r: expected one of %s", variable, value, ", ".join(allowed))
+    warn(f"ignoring {variable}={value!r}: expected one of {', '.join(allowed)}")
     return None
 
 
-def _key_values(found: tuple[str, str] | None) -> dict[str, str]:
+def _key_values(found: tuple[str, str] | None, warn: Warn) -> dict[str, str]:
     """`key1=value1,key2=value2` with percent-encoded values, the form of the OTEL_* list variables."""
     pairs: dict[str, str] = {}
     if found is None:
@@ -122,16 +138,24 @@ def _key_values(found: tuple[str, str] | None) -> dict[str, str]:
             pairs[key.strip()] = unquote(value.strip())
         elif item.strip():
             # The entry is not shown: header values are credentials.
-            log.warning("ignoring a malformed entry in %s (expected key=value)", variable)
+            warn(f"ignoring a malformed entry in {variable} (expected key=value)")
     return pairs
 
 
-def resolve_settings(config: OtlpConfig, environ: Mapping[str, str], signal: Signal = "metrics") -> ExportSettings:
-    """Resolve one signal's settings; invalid variables are ignored with a warning, as the spec asks."""
-    protocol = cast(Protocol, config.protocol or _choice(_env(environ, signal, "PROTOCOL"), ("grpc", "http/protobuf")))
+def resolve_settings(
+    config: OtlpConfig, environ: Mapping[str, str], signal: Signal = "metrics", warn: Warn | None = None
+) -> ExportSettings:
+    """Resolve one signal's settings; invalid variables are ignored with a warning, as the spec asks.
+
+    Warnings are logged, or handed to `warn` (check-config collects them to print them).
+    """
+    warn = warn or _log_warning
+    protocol = cast(
+        Protocol, config.protocol or _choice(_env(environ, signal, "PROTOCOL"), ("grpc", "http/protobuf"), warn)
+    )
     protocol = protocol or "http/protobuf"
-    specific = environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT", "").strip()
-    generic = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    specific = _endpoint(environ, f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT", protocol, warn)
+    generic = _endpoint(environ, "OTEL_EXPORTER_OTLP_ENDPOINT", protocol, warn)
     path = f"/v1/{signal}"
     if config.endpoint is not None:
         endpoint = config.endpoint if protocol == "grpc" else config.endpoint + path
@@ -142,24 +166,31 @@ def resolve_settings(config: OtlpConfig, environ: Mapping[str, str], signal: Sig
         endpoint = base if protocol == "grpc" else base + path
     if protocol == "grpc" and urlparse(endpoint).scheme not in ("http", "https"):
         # A bare host:port (allowed in the variables): TLS unless OTEL_EXPORTER_OTLP_INSECURE=true.
-        plaintext = _choice(_env(environ, signal, "INSECURE"), ("true", "false")) == "true"
+        plaintext = _choice(_env(environ, signal, "INSECURE"), ("true", "false"), warn) == "true"
         endpoint = f"{'http' if plaintext else 'https'}://{endpoint}"
 
-    headers = {key.lower(): value for key, value in _key_values(_env(environ, signal, "HEADERS")).items()}
+    headers = {key.lower(): value for key, value in _key_values(_env(environ, signal, "HEADERS"), warn).items()}
     headers.update({name: secret.reveal() for name, secret in config.headers.items()})
 
-    timeout = config.timeout_seconds or _milliseconds(_env(environ, signal, "TIMEOUT"))
-    compression = config.compression or _choice(_env(environ, signal, "COMPRESSION"), ("gzip", "none")) or "none"
+    timeout = config.timeout_seconds or _milliseconds(_env(environ, signal, "TIMEOUT"), warn)
+    compression = config.compression or _choice(_env(environ, signal, "COMPRESSION"), ("gzip", "none"), warn)
+    compression = compression or "none"
 
-    def path_of(configured: Path | None, name: str) -> Path | None:
+    origins: dict[str, str] = {}
+
+    def path_of(configured: Path | None, key: str, name: str) -> Path | None:
         if configured is not None:
+            origins[key] = f"otlp.{key}"
             return configured
         found = _env(environ, signal, name)
-        return Path(found[1]) if found else None
+        if found is None:
+            return None
+        origins[key] = found[0]
+        return Path(found[1])
 
-    interval = config.interval_seconds or _milliseconds(_var(environ, "OTEL_METRIC_EXPORT_INTERVAL"))
+    interval = config.interval_seconds or _milliseconds(_var(environ, "OTEL_METRIC_EXPORT_INTERVAL"), warn)
     temporality = config.temporality or _choice(
-        _var(environ, "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"), ("cumulative", "delta", "lowmemory")
+        _var(environ, "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"), ("cumulative", "delta", "lowmemory"), warn
     )
     return ExportSettings(
         signal=signal,
@@ -169,15 +200,36 @@ def resolve_settings(config: OtlpConfig, environ: Mapping[str, str], signal: Sig
         headers=headers,
         timeout=timeout or DEFAULT_TIMEOUT_SECONDS,
         compression=cast(Literal["gzip", "none"], compression),
-        certificate_file=path_of(config.certificate_file, "CERTIFICATE"),
-        client_certificate_file=path_of(config.client_certificate_file, "CLIENT_CERTIFICATE"),
-        client_key_file=path_of(config.client_key_file, "CLIENT_KEY"),
+        certificate_file=path_of(config.certificate_file, "certificate_file", "CERTIFICATE"),
+        client_certificate_file=path_of(
+            config.client_certificate_file, "client_certificate_file", "CLIENT_CERTIFICATE"
+        ),
+        client_key_file=path_of(config.client_key_file, "client_key_file", "CLIENT_KEY"),
         interval=interval or DEFAULT_INTERVAL_SECONDS,
         temporality=cast(Literal["cumulative", "delta", "lowmemory"], temporality or "cumulative"),
+        tls_origins=origins,
     )
 
 
-def build_resource(config: OtlpConfig, environ: Mapping[str, str], instance_id: str | None = None) -> Resource:
+# http(s)://host[:port][/path], as the configuration's `otlp.endpoint` must be; gRPC variables may also be
+# a bare host:port (the specification's INSECURE variables then say whether it is plaintext).
+_URL = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[^/\s?#\[\]:]+)(:[0-9]{1,5})?(/\S*)?")
+_HOST_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^/\s?#\[\]:]+):[0-9]{1,5}")
+
+
+def _endpoint(environ: Mapping[str, str], variable: str, protocol: Protocol, warn: Warn) -> str:
+    """An endpoint variable's value, or "" (with a warning) when it is not a URL: the specification's rule
+    for an invalid variable, where an unparsable one used to stop the start with a traceback."""
+    value = environ.get(variable, "").strip()
+    if not value or _URL.fullmatch(value) or (protocol == "grpc" and _HOST_PORT.fullmatch(value)):
+        return value
+    warn(f"ignoring {variable}={value!r}: expected an http(s):// URL")
+    return ""
+
+
+def build_resource(
+    config: OtlpConfig, environ: Mapping[str, str], instance_id: str | None = None, warn: Warn | None = None
+) -> Resource:
     """The Resource of everything the agent pushes.
 
     Built-in defaults (service.name=qss-exporter, service.version, a random service.instance.id per
@@ -191,19 +243,35 @@ def build_resource(config: OtlpConfig, environ: Mapping[str, str], instance_id: 
             "service.instance.id": instance_id or str(uuid.uuid4()),
         }
     )
-    detected = _key_values(_var(environ, "OTEL_RESOURCE_ATTRIBUTES"))
+    detected = _key_values(_var(environ, "OTEL_RESOURCE_ATTRIBUTES"), warn or _log_warning)
     if service := environ.get("OTEL_SERVICE_NAME", "").strip():
         detected["service.name"] = service
     return defaults.merge(Resource(detected)).merge(Resource(dict(config.resource_attributes)))
 
 
-def _read(path: Path | None, key: str) -> bytes | None:
-    if path is None:
-        return None
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ConfigError([f"otlp.{key}: cannot read {path}: {exc.strerror or type(exc).__name__}"]) from None
+_TLS_KEYS = ("certificate_file", "client_certificate_file", "client_key_file")
+
+
+def _read_tls(settings: ExportSettings) -> tuple[list[bytes | None], list[str]]:
+    """The three TLS files' contents (None where not set), and a problem line for each that cannot be read."""
+    contents: list[bytes | None] = []
+    problems: list[str] = []
+    for key in _TLS_KEYS:
+        path: Path | None = getattr(settings, key)
+        content = None
+        if path is not None:
+            try:
+                content = path.read_bytes()
+            except OSError as exc:
+                origin = settings.tls_origins.get(key, f"otlp.{key}")
+                problems.append(f"{origin}: cannot read {path}: {exc.strerror or type(exc).__name__}")
+        contents.append(content)
+    return contents, problems
+
+
+def tls_problems(settings: ExportSettings) -> list[str]:
+    """`key: cannot read PATH: reason` for each TLS file the exporter would fail to read (start-up refuses them)."""
+    return _read_tls(settings)[1]
 
 
 def _exporter(settings: ExportSettings, grpc_class: Callable[..., _E], http_class: Callable[..., _E]) -> _E:
@@ -248,11 +316,10 @@ def _str(path: Path | None) -> str | None:
 
 
 def _tls_files(settings: ExportSettings) -> tuple[bytes | None, bytes | None, bytes | None]:
-    return (
-        _read(settings.certificate_file, "certificate_file"),
-        _read(settings.client_certificate_file, "client_certificate_file"),
-        _read(settings.client_key_file, "client_key_file"),
-    )
+    (ca, certificate, key), problems = _read_tls(settings)
+    if problems:
+        raise ConfigError(problems)
+    return ca, certificate, key
 
 
 def _grpc_credentials(

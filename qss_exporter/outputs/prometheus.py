@@ -14,6 +14,7 @@ faster than `prometheus_client.generate_latest` over the same data (bench/scrape
 from __future__ import annotations
 
 import math
+import re
 
 from qss_exporter.store import CallbackFamily, HistogramFamily, Store, label_text
 
@@ -23,16 +24,43 @@ TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 
+# RFC 9110 12.4.2: weight = OWS ";" OWS "q=" qvalue, qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] ).
+_QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
+_OPENMETRICS = "application/openmetrics-text"
+_TEXT_RANGES = ("text/plain", "text/*", "*/*")  # most specific first: it decides (RFC 9110 12.5.1)
+
+
+def _weights(accept: str) -> dict[str, float]:
+    """Media range (lower case) -> its highest weight in an Accept header; entries with a malformed qvalue skipped."""
+    weights: dict[str, float] = {}
+    for element in accept.split(","):
+        media_range, *params = element.split(";")
+        media_range = media_range.strip().lower()
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                value = value.strip()
+                q = float(value) if _QVALUE.fullmatch(value) else -1.0
+        if media_range and q >= 0:
+            weights[media_range] = max(q, weights.get(media_range, 0.0))
+    return weights
+
+
 def negotiate(accept: str | None) -> bool:
-    """True when the scraper asks for OpenMetrics (as Prometheus does when it prefers it)."""
+    """True when the scraper asks for OpenMetrics: named with a weight above 0, and not below the text format's.
+
+    A weight of 0 in any form (`q=0`, `q=0.000`, `Q=0`) refuses it; on equal weights OpenMetrics wins, as
+    Prometheus's default Accept header lists it first.
+    """
     if not accept:
         return False
-    for part in accept.split(","):
-        media_type, _, params = part.strip().partition(";")
-        if media_type.strip() == "application/openmetrics-text":
-            # A q=0 entry means "not acceptable".
-            return not any(p.strip().replace(" ", "") in ("q=0", "q=0.0") for p in params.split(";"))
-    return False
+    weights = _weights(accept)
+    openmetrics = weights.get(_OPENMETRICS, 0.0)
+    if openmetrics <= 0:
+        return False
+    text = next((weights[media] for media in _TEXT_RANGES if media in weights), None)
+    return text is None or openmetrics >= text
 
 
 def _number(value: float) -> str:

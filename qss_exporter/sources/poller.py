@@ -42,7 +42,7 @@ Sleep = Callable[[float], Awaitable[None]]
 
 FLUSH_DELAY = 1.0  # sightings are written in batches at most this long after they arrive
 MAX_NAP = 300.0  # an idle worker looks again at least this often (a new UTC day, gauges)
-GAUGE_INTERVAL = 15.0  # while busy, the backlog gauges are refreshed at most this often
+GAUGE_INTERVAL = 15.0  # while busy or paused, the backlog gauges are refreshed this often (at most)
 GIVE_UP_AFTER = 48 * 3600.0  # an instance still failing (or "not ended") this long after its first poll
 NOT_ENDED_MAX_DELAY = 6 * 3600.0
 NOT_SUBSCRIBED_PAUSE = 3600.0  # 400/200: ask again hourly, in case the subscription was added
@@ -299,7 +299,11 @@ class Poller:
         while True:
             now = self._clock()
             if run.resume_at > now:
-                await self._nap(run.wake, min(run.resume_at - now, MAX_NAP))
+                # Paused (daily budget spent, credentials refused): the backlog gauges keep moving, so
+                # that the alert on the oldest pending age fires during the pause, not after it.
+                if now - self._gauges_refreshed >= GAUGE_INTERVAL:
+                    await self._refresh_gauges()
+                await self._nap(run.wake, min(run.resume_at - now, GAUGE_INTERVAL))
                 continue
             await self._flush()  # webhook summaries counted so far must be known before polling
             batch = await self.state.due(

@@ -87,6 +87,18 @@ class WebSocketSettings:
     reconnect_on_token_expiry: bool = True
 
 
+# How an attempt that ended before Zoom confirmed it is counted, where the ending has a reason of its own
+# for established connections: an unanswered heartbeat (or a token that ran out) before `build_connection`
+# means Zoom did not confirm in time. Every other reason is a connect-failure reason as it is.
+_BEFORE_CONFIRMATION = {"heartbeat_missed": "timeout", "token_expired": "timeout"}
+
+
+def _connect_failure(reason: str) -> str:
+    """The `zoom_qss_websocket_connect_failures_total` reason of an ending before confirmation (a closed set)."""
+    reason = _BEFORE_CONFIRMATION.get(reason, reason)
+    return reason if reason in WEBSOCKET_CONNECT_FAILURES else "error"
+
+
 @dataclass(frozen=True, slots=True)
 class _Ending:
     """How one connection attempt ended: `reason` is its metric label."""
@@ -172,8 +184,10 @@ class WebSocketSource:
                     log.exception("websocket %s: unexpected error", settings.account)
                     ending = _Ending("error", self.connected, False)
                 self._set_connected(False)
-                labels = (settings.account, ending.reason)
-                (self._m.reconnects if ending.established else self._m.connect_failures).inc(labels)
+                if ending.established:
+                    self._m.reconnects.inc((settings.account, ending.reason))
+                else:
+                    self._m.connect_failures.inc((settings.account, _connect_failure(ending.reason)))
                 if ending.reason == "token_expired":  # planned: straight back, no backoff
                     attempt, delay = 0, 0.0
                 else:
@@ -240,7 +254,13 @@ class WebSocketSource:
                 user_agent_header=f"qss-exporter/{__version__}",
                 logger=_PROTOCOL_LOG,
             ) as websocket:
-                return await self._session(websocket, token)
+                try:
+                    return await self._session(websocket, token)
+                except asyncio.CancelledError:
+                    # The agent is stopping. Leaving the block with an exception would make the library
+                    # close with 1011 (internal error); this is a planned departure: 1001, going away.
+                    await websocket.close(CloseCode.GOING_AWAY, "shutting down")
+                    raise
         except InvalidStatus as error:
             status = error.response.status_code
             reason = "token_refused" if status in _REFUSED_STATUSES else "connect"

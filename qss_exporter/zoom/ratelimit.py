@@ -161,8 +161,7 @@ class DailyBudget:
     async def spend(self) -> None:
         """Count one call, or raise BudgetExhausted with the time the budget is available again."""
         now = self._clock()
-        if now < self._blocked_until:
-            raise BudgetExhausted(self.scope, self._blocked_until)
+        self.check()
         day = utc_day(now)
         used = await self._ledger.spend(self.scope, day, self.limit)
         self._day = day
@@ -172,6 +171,11 @@ class DailyBudget:
             raise BudgetExhausted(self.scope, next_utc_midnight(now))
         self._used = used
         self._on_change(used)
+
+    def check(self) -> None:
+        """Raise BudgetExhausted while the day is closed (Zoom's daily 429, or the budget spent)."""
+        if self._clock() < self._blocked_until:
+            raise BudgetExhausted(self.scope, self._blocked_until)
 
     async def exhaust(self, until: float | None) -> float:
         """Zoom answered 429 Daily-limit: no call until `until` (or the next UTC midnight); returns that time."""
@@ -211,6 +215,11 @@ class AccountLimits:
         self.slots = asyncio.Semaphore(max_concurrency)
 
     async def acquire(self, label: Label) -> None:
-        """Wait for a slot in `label`'s window after counting the call against the daily budget."""
+        """Wait for a slot in `label`'s window after counting the call against the daily budget.
+
+        The budget is asked again after the wait: a call queued behind the window must not be sent
+        once Zoom has answered another call with a daily 429 meanwhile.
+        """
         await self.budget.spend()
         await self.windows[label].acquire()
+        self.budget.check()

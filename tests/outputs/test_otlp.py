@@ -10,6 +10,7 @@ import asyncio
 import copy
 import hashlib
 import hmac
+import json
 import re
 import time
 import tracemalloc
@@ -25,7 +26,17 @@ from qss_exporter import __version__
 from qss_exporter.config import config_from_mapping
 from qss_exporter.errors import ConfigError
 from qss_exporter.outputs.otlp_names import OTLP_NAMES
-from tests.conftest import OTHER_SECRET, AgentFactory, RunningAgent, Series, base_config, merge, total
+from tests.conftest import (
+    OTHER_SECRET,
+    SECRET,
+    AgentFactory,
+    RunningAgent,
+    Series,
+    base_config,
+    merge,
+    parse_metrics,
+    total,
+)
 from tests.otlp_receivers import (
     GrpcReceiver,
     HttpReceiver,
@@ -38,11 +49,13 @@ from tests.otlp_receivers import (
     prometheus_name,
     resource_attributes,
 )
+from tests.process import AgentProcess
 from tests.samples import SAMPLES, load_sample
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "otlp.md"
 ALL_LABELS = {"data_center": True, "client_os": True, "client_version": True}
 SELF = re.compile(r"zoom_qss_otlp_")
+RUNTIME = re.compile(r"process_|python_gc_")  # read from the process at each scrape or export
 
 Receiver = GrpcReceiver | HttpReceiver
 
@@ -137,7 +150,11 @@ async def test_every_series_in_otlp_equals_metrics_at_the_same_moment(
     await feed(running)
     request, scraped = await exported_now(running, received)
 
-    assert as_prometheus(request) == normalise(scraped)
+    pushed = as_prometheus(request)
+    assert _steady(pushed) == _steady(normalise(scraped))
+    # The process and GC families move between any two readings (CPU time, memory): the same series in both.
+    assert _runtime_keys(pushed) == _runtime_keys(scraped)
+    assert {"process_cpu_seconds_total", "python_gc_collections_total"} <= {name for name, _ in _runtime_keys(pushed)}
     assert {name for name, _ in scraped} >= {"zoom_qss_media_latency_seconds_bucket", "zoom_qss_phone_calls_total"}
     assert total(scraped, "zoom_qss_active_participants") == 1
     assert total(scraped, "zoom_qss_phone_active_calls") == 1
@@ -181,7 +198,7 @@ async def test_names_translate_to_exactly_the_metrics_families(
     for name, kind in empty:
         assert prometheus_name(*OTLP_NAMES[name], kind) == name
     for metric in metrics_of(request):
-        assert metric.name.startswith("zoom.qss.")
+        assert metric.name.startswith(("zoom.qss.", "process.", "python."))
         assert metric.description  # HELP text travels too
     # The documented table is the code's table, and both cover every family.
     assert documented_names() == OTLP_NAMES
@@ -192,7 +209,9 @@ async def test_names_translate_to_exactly_the_metrics_families(
 
 def documented_names() -> dict[str, tuple[str, str]]:
     rows: dict[str, tuple[str, str]] = {}
-    row = re.compile(r"^\| `(zoom_qss_[a-z_]+)` \| `(zoom\.qss\.[a-z_.]+)` \| `([^`]*)` \|")
+    row = re.compile(
+        r"^\| `((?:zoom_qss|process|python)_[a-z_]+)` \| `((?:zoom\.qss|process|python)\.[a-z_.]+)` \| `([^`]*)` \|"
+    )
     for line in DOC.read_text().splitlines():
         if match := row.match(line):
             rows[match.group(1)] = (match.group(2), match.group(3))
@@ -313,7 +332,16 @@ def _otlp_memory() -> int:
 
 
 def _without_self(samples: Series) -> Series:
-    return {key: value for key, value in samples.items() if not SELF.match(key[0])}
+    return {key: value for key, value in samples.items() if not SELF.match(key[0]) and not RUNTIME.match(key[0])}
+
+
+def _steady(samples: Series) -> Series:
+    """Everything but the process and GC families, whose values change between any two readings."""
+    return {key: value for key, value in samples.items() if not RUNTIME.match(key[0])}
+
+
+def _runtime_keys(samples: Series) -> set[tuple[str, frozenset[tuple[str, str]]]]:
+    return {key for key in samples if RUNTIME.match(key[0])}
 
 
 async def test_delta_temporality_adds_up_to_the_totals_across_a_failed_export(
@@ -525,3 +553,28 @@ async def test_exponential_histograms_on_request_hold_exactly_the_observations_o
     index = point.positive.offset + list(point.positive.bucket_counts).index(1)
     assert base**index < 0.038 <= base ** (index + 1)
     assert running.agent.config.otlp.exponential_scale == 4
+
+
+async def test_log_records_reach_the_collector_while_the_agent_keeps_running(
+    grpc_receiver: GrpcReceiver, received: Received, tmp_path: Path
+) -> None:
+    """Issue 12: the periodic log export never started (the empty log queue is falsy), so records left
+    only in the final flush at shutdown. Here they must arrive while the agent process keeps running."""
+    config = base_config() | {
+        "otlp": otlp(grpc_receiver, interval_seconds=0.5, logs={"enabled": True, "participant_id": "omit"})
+    }
+    agent = await asyncio.to_thread(AgentProcess, tmp_path, config)
+    try:
+        for index in range(5):
+            body = copy.deepcopy(load_sample("meeting.participant_qos"))
+            body["event_ts"] = now_ms()
+            body["payload"]["object"]["participant"]["user_id"] = f"person-{index}"
+            raw = json.dumps(body).encode()
+            assert (await asyncio.to_thread(agent.post_signed, raw, SECRET)).status_code == 200
+        await received.wait_until(lambda: len(log_records(received)) == 5, within=10)
+        assert agent.process.poll() is None  # still running: no shutdown flush was involved
+        scraped = parse_metrics(await asyncio.to_thread(agent.scrape_text))
+        assert total(scraped, "zoom_qss_otlp_exports_total", signal="logs", outcome="ok") >= 1
+        assert total(scraped, "zoom_qss_otlp_log_records_dropped_total") == 0
+    finally:
+        await asyncio.to_thread(agent.kill)

@@ -4,11 +4,14 @@ import math
 import subprocess
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from qss_exporter.outputs.prometheus import negotiate, render
+from qss_exporter.outputs.prometheus import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, negotiate, render
 from qss_exporter.store import Sample, Store
+from tests.conftest import AgentFactory
 
 
 def _store() -> Store:
@@ -63,10 +66,68 @@ def test_promtool_accepts_the_text_format(promtool: str) -> None:
         ("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1", True),
         ("application/openmetrics-text; q=0", False),
         ("text/plain;version=0.0.4;q=0.5, application/openmetrics-text;version=0.0.1;q=0.75", True),
+        # RFC 9110 12.4.2: qvalue = "0" [ "." 0*3DIGIT ], and parameter names are case-insensitive.
+        ("application/openmetrics-text;q=0.00", False),
+        ("application/openmetrics-text;q=0.000", False),
+        ("application/openmetrics-text;Q=0", False),
+        ("application/openmetrics-text ; Q = 0.", False),
+        ("Application/OpenMetrics-Text;version=1.0.0", True),
+        # The scraper prefers the text format (Prometheus's scrape_protocols with text first): text.
+        ("text/plain;version=0.0.4;q=0.5,application/openmetrics-text;version=1.0.0;q=0.4,*/*;q=0.1", False),
+        ("application/openmetrics-text;q=0.4,text/*;q=0.5", False),
+        ("application/openmetrics-text;q=0.5,text/plain;q=0", True),
+        ("application/openmetrics-text;q=0.001", True),
+        # A malformed qvalue makes its entry unusable, never a reason to fail.
+        ("application/openmetrics-text;q=1.5", False),
+        ("application/openmetrics-text;q=0.0001", False),
+        ("application/openmetrics-text;q=abc", False),
+        (",,;;", False),
     ],
 )
 def test_negotiation(accept: str | None, openmetrics: bool) -> None:
     assert negotiate(accept) is openmetrics
+
+
+_ZEROS = st.sampled_from(["0", "0.", "0.0", "0.00", "0.000"])
+_WEIGHTS = st.one_of(
+    _ZEROS.map(lambda text: (text, 0.0)),
+    st.integers(1, 999).map(lambda n: (f"0.{n:03d}".rstrip("0"), n / 1000)),
+    st.sampled_from(["1", "1.", "1.0", "1.00", "1.000"]).map(lambda text: (text, 1.0)),
+)
+_OWS = st.sampled_from(["", " ", "\t", "  "])
+
+
+@st.composite
+def _entry(draw: st.DrawFn, media: str) -> tuple[str, float]:
+    """One Accept element for `media` with random case, whitespace and an optional weight; (text, its q)."""
+    cased = "".join(c.upper() if draw(st.booleans()) else c for c in media)
+    params = [f"version={draw(st.sampled_from(['1.0.0', '0.0.1', '0.0.4']))}"] if draw(st.booleans()) else []
+    q = 1.0
+    if draw(st.booleans()):
+        text, q = draw(_WEIGHTS)
+        name = draw(st.sampled_from(["q", "Q"]))
+        params.insert(draw(st.integers(0, len(params))), f"{name}={text}")
+    return cased + "".join(f"{draw(_OWS)};{draw(_OWS)}{param}" for param in params), q
+
+
+@given(st.data())
+def test_openmetrics_is_chosen_exactly_when_the_scraper_weights_it_above_zero_and_not_below_text(
+    data: st.DataObject,
+) -> None:
+    om, om_q = data.draw(_entry("application/openmetrics-text"))
+    entries = [om]
+    text_q: float | None = None
+    if data.draw(st.booleans()):
+        text, text_q = data.draw(_entry(data.draw(st.sampled_from(["text/plain", "text/*", "*/*"]))))
+        entries.append(text)
+    entries = data.draw(st.permutations(entries))
+    accept = ",".join(f"{data.draw(_OWS)}{entry}{data.draw(_OWS)}" for entry in entries)
+    assert negotiate(accept) is (om_q > 0 and (text_q is None or om_q >= text_q)), accept
+
+
+@given(st.text())
+def test_any_accept_header_is_answered(accept: str) -> None:
+    assert negotiate(accept) in (True, False)
 
 
 def test_non_finite_values_are_written_as_prometheus_words() -> None:
@@ -77,3 +138,21 @@ def test_non_finite_values_are_written_as_prometheus_words() -> None:
     text = render(store).decode()
     assert 'g{k="nan"} NaN' in text
     assert 'g{k="inf"} +Inf' in text
+
+
+@pytest.mark.parametrize(
+    ("accept", "content_type"),
+    [
+        ("application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3", OPENMETRICS_CONTENT_TYPE),
+        ("application/openmetrics-text; Q=0.000, text/plain", TEXT_CONTENT_TYPE),
+        ("text/plain;version=0.0.4;q=0.5,application/openmetrics-text;version=1.0.0;q=0.4", TEXT_CONTENT_TYPE),
+    ],
+)
+async def test_the_running_agent_answers_in_the_negotiated_format(
+    start_agent: AgentFactory, accept: str, content_type: str
+) -> None:
+    running = await start_agent()
+    response = await running.scrape_text(accept)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == content_type
+    assert response.text.endswith("# EOF\n") is (content_type == OPENMETRICS_CONTENT_TYPE)

@@ -190,6 +190,11 @@ def finished(rig: Rig, count: int) -> Callable[[], bool]:
 PRODUCTS = ("meeting", "webinar", "session")
 
 
+def reached(rig: Rig, at: float) -> Callable[[], bool]:
+    """The simulated clock has reached `at`."""
+    return lambda: rig.clock() >= at
+
+
 def gauge(run: Running, name: str) -> float:
     """The account's value of one of the poller's gauges, read from the family (cheap enough to poll)."""
     series = getattr(run.agent.catalogue.api, name).get(("acme",))
@@ -437,6 +442,52 @@ async def test_a_daily_429_pauses_the_account_until_zoom_says(tmp_path: Path) ->
         later = [c.at for c in r.fake.calls if c.at > limited.at]  # calls already in flight may finish
         assert later
         assert min(later) >= MIDNIGHT + 6 * 3600  # nothing new until Zoom's Retry-After
+
+
+async def test_a_daily_429_stops_the_calls_queued_behind_the_per_second_window(tmp_path: Path) -> None:
+    """Issue 12: calls already waiting for the per-second window were still sent after Zoom's daily 429."""
+    async with rig(tmp_path, heavy_per_second=1, max_concurrency=4) as r:
+        for n in range(4):
+            r.fake.add(FakeInstance(ACCOUNT_ID, "meeting", f"m{n}==", participants(1)))
+        r.fake.inject(
+            "qos_summary",
+            429,
+            {"code": 429, "message": "You have reached the maximum daily rate limit for this API."},
+            x_ratelimit_type="Daily-limit",
+            retry_after="2026-03-03T06:00:00Z",
+        )
+        run = await r.start(*(summary(f"m{n}==", "p0") for n in range(4)))
+        await wait_for(finished(r, 4))
+        [limited] = [c for c in r.fake.calls if c.status == 429]
+        assert limited.at < MIDNIGHT
+        # The four calls were queued together, one a second; none may follow the daily 429 before Zoom's time.
+        assert [c.at for c in r.fake.calls if limited.at < c.at < MIDNIGHT + 6 * 3600] == []
+        assert len(heavy(r.fake.calls)) == 5  # the refused call and four polls after the pause
+        assert polls(run.metrics(), "polled") == 4
+
+
+@pytest.mark.parametrize("cause", ["daily_budget", "credentials"])
+async def test_backlog_gauges_keep_moving_while_the_account_is_paused(tmp_path: Path, cause: str) -> None:
+    """Issue 12: while an account was paused (budget spent, credentials refused) the backlog gauges stood
+    still, so the documented alert on the oldest pending age could not fire until the pause ended."""
+    settings = {"daily_budget": 1} if cause == "daily_budget" else {"client_secret": "not-the-secret"}
+    async with rig(tmp_path, **settings) as r:
+        for n in range(2):
+            r.fake.add(FakeInstance(ACCOUNT_ID, "meeting", f"m{n}==", participants(1)))
+        run = await r.start(*(summary(f"m{n}==", "p0") for n in range(2)))
+        due = NOON + 300  # settle_seconds after the summaries
+        lags = []
+        for hour in range(1, 4):
+            for minute in range(0, 60, 7):
+                await wait_for(reached(r, due + hour * 3600 + minute * 60))
+                age = gauge(run, "oldest_pending_age")
+                lags.append(r.clock() - due - age)
+        assert r.clock() < MIDNIGHT  # still paused: the budget returns at midnight, the secret is still wrong
+        assert gauge(run, "backlog") == (1 if cause == "daily_budget" else 2)
+        # Refreshed every GAUGE_INTERVAL (15 s) of the pause, not only when it ends (before: lags of up to the
+        # whole pause, hours). The median, because the simulated clock may leap ahead once under heavy load.
+        assert sorted(lags)[len(lags) // 2] <= 16, lags
+        assert gauge(run, "oldest_pending_age") >= 3 * 3600  # the documented alert (> 3600) fires
 
 
 # ------------------------------------------------------------------------------- look-back sweep

@@ -14,12 +14,14 @@ import re
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from qss_exporter.app import Agent
+from qss_exporter.catalogue import WEBSOCKET_CONNECT_FAILURES
 from qss_exporter.config import config_from_mapping
 from qss_exporter.outputs.prometheus import render
 from qss_exporter.sources.websocket import WebSocketSettings, WebSocketSource
@@ -38,11 +40,13 @@ from tests.conftest import (
 )
 from tests.fake_zoom import FakeZoom, serve_fake_zoom
 from tests.fake_zoom_websocket import (
+    BUILD_CONNECTION_OK,
     Connection,
     FakeZoomWebSocket,
     message_frame,
     serve_fake_zoom_websocket,
 )
+from tests.process import AgentProcess
 from tests.samples import SAMPLES, load_sample
 from tests.virtual_time import VirtualTime
 
@@ -50,6 +54,7 @@ HEARTBEAT = '{"module":"heartbeat"}'
 INVALID_TOKEN = '{"module":"heartbeat","success":false,"content":"Invalid Token"}'
 WS_MESSAGE = json.dumps(load_sample("ws.message"))  # a meeting.participant_qos_summary
 EMAIL = "dana.okafor@example.com"  # in the samples; must never reach a log line
+METRICS_DOC = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
 
 
 POLL_SECONDS = 0.002
@@ -231,7 +236,7 @@ async def test_every_label_value_is_present_from_start(rig: RigFactory) -> None:
     r = await rig(start=False)
     samples = r.metrics()
     assert total(samples, "zoom_qss_websocket_connected", account="acme") == 0
-    for family, count in [("connect_failures", 8), ("reconnects", 7), ("messages", 5), ("events", 5)]:
+    for family, count in [("connect_failures", 9), ("reconnects", 7), ("messages", 5), ("events", 5)]:
         name = f"zoom_qss_websocket_{family}_total"
         assert sum(1 for sample, _ in samples if sample == name) == count, name
     assert all(value == 0 for (name, _), value in samples.items() if name.startswith("zoom_qss_websocket_"))
@@ -696,7 +701,7 @@ def comparable(samples: Series) -> Series:
     """Everything but the delivery channel's own metrics, with `source` made channel-neutral."""
     out: Series = {}
     for (name, labels), value in samples.items():
-        if re.match(r"zoom_qss_(webhook|websocket|event_lag|series)", name):
+        if re.match(r"zoom_qss_(webhook|websocket|event_lag|series)|process_|python_", name):
             continue
         neutral = frozenset((key, "any" if key == "source" else item) for key, item in labels)
         out[(name, neutral)] = value
@@ -812,3 +817,89 @@ async def test_websocket_only_account_needs_no_webhook_secret(
     await zoom_ws.send(WS_MESSAGE)
     await scraped(running, lambda s: total(s, "zoom_qss_participant_sessions_total", source="websocket") == 1)
     assert zoom_ws.current.heartbeats == 0  # real time: the first heartbeat is 30 s away
+
+
+# ---------------------------------------------------------------------- the agent as a real process
+
+
+def _process_config(zoom: FakeZoom, subscriptions: dict[str, str], **websocket: Any) -> dict[str, Any]:
+    """`qss-exporter run` with one WebSocket-only account per (name -> fake server URL)."""
+    accounts = [
+        {
+            "name": name,
+            "account_id": f"{name}-account-id",
+            "client_id": zoom.client_id,
+            "client_secret": zoom.client_secret,
+            "websocket": {"subscription_id": f"sub-{name}", "url": url},
+        }
+        for name, url in subscriptions.items()
+    ]
+    return {
+        "listen": {"webhook": "127.0.0.1:0", "metrics": "127.0.0.1:0"},
+        "accounts": accounts,
+        "zoom": {"oauth_token_url": zoom.url + "/oauth/token"},
+        "websocket": {"reconnect_min_seconds": 0.05, "reconnect_max_seconds": 0.1, **websocket},
+    }
+
+
+async def _scraped_process(agent: AgentProcess, predicate: Callable[[Series], bool], within: float = 10.0) -> Series:
+    async with asyncio.timeout(within):
+        while not predicate(samples := parse_metrics(await asyncio.to_thread(agent.scrape_text))):  # noqa: ASYNC110 - polls another process's /metrics
+            await asyncio.sleep(0.05)
+    return samples
+
+
+async def test_connect_failures_before_confirmation_keep_to_the_documented_reasons(
+    zoom: FakeZoom, tmp_path: Path
+) -> None:
+    """Issue 12: a connection that failed before Zoom confirmed it was counted under reasons documented only
+    for established connections (`heartbeat_missed`, `too_large`); the label set is closed, present from start."""
+    silent = FakeZoomWebSocket(zoom=zoom, first_frame=None, heartbeat_answer=None)
+    oversized = FakeZoomWebSocket(zoom=zoom, first_frame=BUILD_CONNECTION_OK[:-1] + ',"x":"' + "x" * 2000 + '"}')
+    async with serve_fake_zoom_websocket(silent), serve_fake_zoom_websocket(oversized):
+        config = _process_config(
+            zoom,
+            {"quiet": silent.url, "chatty": oversized.url},
+            heartbeat_interval_seconds=0.1,  # a heartbeat goes unanswered long before connect_timeout
+            connect_timeout_seconds=30,
+            max_frame_bytes=1024,
+        )
+        agent = await asyncio.to_thread(AgentProcess, tmp_path, config)
+        try:
+
+            def failed(samples: Series, account: str, reason: str) -> float:
+                return total(samples, "zoom_qss_websocket_connect_failures_total", account=account, reason=reason)
+
+            # No answer to a heartbeat before confirmation: Zoom did not confirm in time.
+            samples = await _scraped_process(
+                agent, lambda s: failed(s, "quiet", "timeout") >= 2 and failed(s, "chatty", "too_large") >= 2
+            )
+            assert agent.process.poll() is None
+        finally:
+            await asyncio.to_thread(agent.kill)
+    for account in ("quiet", "chatty"):
+        reasons = {
+            dict(labels)["reason"]
+            for (name, labels), _ in samples.items()
+            if name == "zoom_qss_websocket_connect_failures_total" and dict(labels)["account"] == account
+        }
+        assert reasons == set(WEBSOCKET_CONNECT_FAILURES), account
+    assert total(samples, "zoom_qss_websocket_reconnects_total") == 0
+    row = next(line for line in METRICS_DOC.splitlines() if "`zoom_qss_websocket_connect_failures_total`" in line)
+    assert all(f"`{reason}`" in row for reason in WEBSOCKET_CONNECT_FAILURES)
+
+
+async def test_sigterm_closes_the_websocket_normally(
+    zoom: FakeZoom, zoom_ws: FakeZoomWebSocket, tmp_path: Path
+) -> None:
+    """Issue 12: on SIGTERM the connection was closed with 1011 (internal error); a shutdown is 1001 (going away)."""
+    agent = await asyncio.to_thread(AgentProcess, tmp_path, _process_config(zoom, {"acme": zoom_ws.url}))
+    try:
+        connection = await zoom_ws.until_connections(1, within=20)
+        await _scraped_process(agent, lambda s: total(s, "zoom_qss_websocket_connected", account="acme") == 1)
+        assert await asyncio.to_thread(agent.terminate) == 0
+        await zoom_ws.until(lambda: connection.closed)
+    finally:
+        await asyncio.to_thread(agent.kill)
+    assert connection.close_code == 1001
+    assert "unexpected error" not in agent.log_text()
