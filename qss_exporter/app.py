@@ -1,19 +1,23 @@
 """Wiring and lifecycle: builds the store, pipeline and HTTP servers from a Config, runs, drains, stops.
 
-Both listeners are uvicorn servers on one event loop. Shutdown follows uvicorn's own order (stop
-accepting, let in-flight requests finish under a deadline, then cancel), driven by our signal
-handler so that one SIGTERM stops both servers and every background task.
+Both listeners are uvicorn servers on one event loop, each behind its admission guard
+(server/guard.py). One SIGTERM stops both servers and every background task within one budget,
+SHUTDOWN_BUDGET_SECONDS, whatever the peers do: the listeners drain for DRAIN_SECONDS (then what is
+still open is aborted), the final OTLP flush gets what is left less EXIT_MARGIN_SECONDS, and
+`exit_within_budget` leaves behind any export thread still waiting on an unresponsive collector.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import math
 import os
 import signal
+import sys
+import threading
 import time
-from collections.abc import Callable, Coroutine, Generator, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import httpx
@@ -21,7 +25,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from qss_exporter import __version__
-from qss_exporter.catalogue import Catalogue
+from qss_exporter.catalogue import LISTENER_REJECTIONS, Catalogue
 from qss_exporter.config import AccountConfig, Config, HostPort, redacted_summary
 from qss_exporter.dedupe import DedupeWindow, ParticipantHistory
 from qss_exporter.detail import DetailSettings, DetailTracker
@@ -31,32 +35,38 @@ from qss_exporter.outputs.otlp import OtlpMetrics, OtlpSelfMetrics, build_otlp_m
 from qss_exporter.outputs.otlp_logs import QosLogs, build_qos_logs
 from qss_exporter.outputs.otlp_settings import build_resource
 from qss_exporter.pipeline import Pipeline
+from qss_exporter.server.guard import Guard, ListenerLimits, protocol_class
+from qss_exporter.server.serving import Listener, raise_open_file_limit
 from qss_exporter.sources.poller import Poller, build_poller
 from qss_exporter.sources.webhook import WebhookAccount, WebhookReceiver, webhook_app
 from qss_exporter.sources.websocket import WebSocketSettings, WebSocketSource
 from qss_exporter.store import Store
 from qss_exporter.zoom.oauth import TokenProvider
 
-__all__ = ["Agent"]
+__all__ = ["Agent", "exit_within_budget"]
 
 log = logging.getLogger(__name__)
 
-GRACEFUL_SHUTDOWN_SECONDS = 8.0  # below Kubernetes' and Docker's default 10 s stop timeout
+SHUTDOWN_BUDGET_SECONDS = 8.0  # SIGTERM to exit, below Docker's 10 s stop timeout (docs/deploy.md)
+DRAIN_SECONDS = 2.0  # requests in progress may finish; webhooks take milliseconds
+EXIT_MARGIN_SECONDS = 1.0  # kept back from the OTLP flush for closing clients and exiting
+OTLP_FLUSH_SECONDS = 5.0  # the final OTLP flush at most, when the budget leaves that much
 HOUSEKEEPING_SECONDS = 30.0
-OTLP_FLUSH_SECONDS = 5.0  # the final OTLP flush at shutdown, after the listeners have drained
 ZOOM_HTTP_TIMEOUT_SECONDS = 10.0  # every call to Zoom's OAuth endpoint
+# Descriptors kept back from the webhook's connection cap: the metrics listener, outbound clients, files.
+_RESERVED_DESCRIPTORS = 256
 
-
-class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signals to the Agent, which runs several servers at once."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-    @property
-    def port(self) -> int:
-        return int(self.servers[0].sockets[0].getsockname()[1])
+# The metrics listener serves a few scrapers and probes; its limits are fixed (docs/security.md).
+METRICS_LIMITS = ListenerLimits(
+    header_timeout=10.0,
+    body_timeout=10.0,
+    idle_timeout=75.0,
+    max_header_bytes=16_384,
+    max_headers=100,
+    max_body_bytes=65_536,
+    max_buffered_body_bytes=1_048_576,
+    max_connections=128,
+)
 
 
 def enrichment_labels(config: Config) -> list[str]:
@@ -138,9 +148,10 @@ class Agent:
             ],
             timestamp_tolerance=hook.timestamp_tolerance_seconds,
             max_body_bytes=hook.max_body_bytes,
-            max_in_flight=hook.max_in_flight,
+            shed_after=hook.shed_after_seconds,
             insecure_skip_verification=hook.insecure_skip_verification,
             clock=clock,
+            path=hook.path,
         )
         self._zoom_http: httpx.AsyncClient | None = None  # opened on first use, inside the event loop
         self.poller: Poller | None = (
@@ -149,21 +160,54 @@ class Agent:
         self.websockets = [
             self._websocket_source(account) for account in config.accounts if account.websocket is not None
         ]
-        self._servers: dict[str, _Server] = {}
+        self._servers: dict[str, Listener] = {}
         self._ready = False
         self._stopping = asyncio.Event()
+        self.stop_started: float | None = None  # time.monotonic() of the first stop()
 
-    def _server(self, app: ASGIApp, address: HostPort) -> _Server:
-        return _Server(
+    def webhook_limits(self, open_files: int) -> ListenerLimits:
+        hook = self.config.webhook
+        connections = min(hook.max_connections, max(16, open_files - _RESERVED_DESCRIPTORS))
+        if connections < hook.max_connections:
+            log.warning(
+                "webhook.max_connections %d is more than the open-file limit allows; using %d",
+                hook.max_connections,
+                connections,
+            )
+        return ListenerLimits(
+            header_timeout=hook.header_timeout_seconds,
+            body_timeout=hook.body_timeout_seconds,
+            idle_timeout=hook.idle_timeout_seconds,
+            max_header_bytes=hook.max_header_bytes,
+            max_headers=hook.max_headers,
+            max_body_bytes=hook.max_body_bytes,
+            max_buffered_body_bytes=hook.max_buffered_body_bytes,
+            max_connections=connections,
+        )
+
+    def _guard(self, name: str, limits: ListenerLimits, admission: Any = None) -> Guard:
+        family = self.catalogue.listener_rejections
+        handles = {reason: family.handle((name, reason)) for reason in LISTENER_REJECTIONS}
+
+        def count(reason: str) -> None:
+            handles[reason].add(1.0, self.clock())
+
+        return Guard(name, limits, admission, count)
+
+    def _server(self, app: ASGIApp, address: HostPort, guard: Guard) -> Listener:
+        return Listener(
             uvicorn.Config(
                 app,
                 host=address.host,
                 port=address.port,
+                http=protocol_class(guard),
+                ws="none",
                 lifespan="off",
                 log_config=None,
                 access_log=False,
                 server_header=False,
-                timeout_graceful_shutdown=int(GRACEFUL_SHUTDOWN_SECONDS),
+                timeout_keep_alive=math.ceil(guard.limits.idle_timeout),
+                backlog=4096,
             )
         )
 
@@ -221,9 +265,19 @@ class Agent:
 
     def stop(self) -> None:
         """Begin a graceful shutdown (safe to call from a signal handler, more than once)."""
+        if self.stop_started is None:
+            self.stop_started = time.monotonic()
         self._stopping.set()
         for server in self._servers.values():
+            if server.drain_deadline is None:
+                server.drain_deadline = self.stop_started + DRAIN_SECONDS
             server.should_exit = True
+
+    @property
+    def exit_deadline(self) -> float:
+        """time.monotonic() by which the process must have exited (SHUTDOWN_BUDGET_SECONDS after stop())."""
+        started = self.stop_started if self.stop_started is not None else time.monotonic()
+        return started + SHUTDOWN_BUDGET_SECONDS
 
     async def serve(
         self,
@@ -232,8 +286,11 @@ class Agent:
         install_signal_handlers: bool = False,
     ) -> None:
         config = self.config
-        webhook = self._server(webhook_app(self.receiver, config.webhook.path), config.listen.webhook)
-        metrics = self._server(metrics_app(self.store, lambda: self.ready), config.listen.metrics)
+        open_files = raise_open_file_limit()
+        webhook_guard = self._guard("webhook", self.webhook_limits(open_files), self.receiver)
+        webhook = self._server(webhook_app(self.receiver, config.webhook.path), config.listen.webhook, webhook_guard)
+        metrics_guard = self._guard("metrics", METRICS_LIMITS)
+        metrics = self._server(metrics_app(self.store, lambda: self.ready), config.listen.metrics, metrics_guard)
         self._servers = {"webhook": webhook, "metrics": metrics}
         if config.webhook.insecure_skip_verification:
             log.warning(
@@ -277,16 +334,52 @@ class Agent:
             self.stop()
             for task in background:
                 task.cancel()
-        for output in (self.otlp, self.otlp_logs):
-            if output is not None:
-                await output.close(OTLP_FLUSH_SECONDS)
-        if self._zoom_http is not None:
-            await self._zoom_http.aclose()
-        if self.poller is not None:
-            await self.poller.close()
+        await self._close_outputs()
         log.info("stopped")
+
+    async def _close_outputs(self) -> None:
+        """The final OTLP flush and the clients, within what is left of the shutdown budget."""
+        left = self.exit_deadline - EXIT_MARGIN_SECONDS - time.monotonic()
+        flush = min(OTLP_FLUSH_SECONDS, max(0.1, left))
+        outputs = [output.close(flush) for output in (self.otlp, self.otlp_logs) if output is not None]
+        if outputs:
+            await asyncio.gather(*outputs)
+        closing: list[Coroutine[Any, Any, None]] = []
+        if self._zoom_http is not None:
+            closing.append(self._zoom_http.aclose())
+        if self.poller is not None:
+            closing.append(self.poller.close())
+        if closing:
+            try:
+                await asyncio.wait_for(asyncio.gather(*closing), max(0.1, self.exit_deadline - time.monotonic() - 0.5))
+            except TimeoutError:
+                log.warning("closing the Zoom clients did not finish within the shutdown budget")
 
     async def _housekeeping(self) -> None:
         while True:
             await asyncio.sleep(HOUSEKEEPING_SECONDS)
             self.pipeline.expire()
+
+
+def exit_within_budget(agent: Agent) -> None:
+    """After `serve` returned: wait for other threads until the budget ends, then exit regardless.
+
+    An OTLP export blocked on a collector that never answers keeps its worker thread (the SDK's
+    request timeout, 10 s by default), and the interpreter would wait for it at exit. Its data is
+    counted as failed already; leaving the thread behind keeps the exit within the budget.
+    """
+    if agent.stop_started is None:
+        return
+    deadline = agent.exit_deadline
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [
+        t.name for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon and t.is_alive()
+    ]
+    if stuck:
+        log.warning("exiting with %d export thread(s) still waiting on their peer: %s", len(stuck), ", ".join(stuck))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

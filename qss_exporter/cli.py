@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from qss_exporter import __version__
-from qss_exporter.app import Agent
+from qss_exporter.app import Agent, exit_within_budget
 from qss_exporter.config import Config, config_from_mapping, load_config
 from qss_exporter.errors import ConfigError
 from qss_exporter.identity import lookup
@@ -36,6 +36,12 @@ def _run_async(main: Coroutine[Any, Any, None]) -> None:
         asyncio.run(main)
         return
     uvloop.run(main)
+
+
+def _serve(agent: Agent, **kwargs: Any) -> None:
+    """Serve until stopped, and exit within the shutdown budget whatever the peers do."""
+    _run_async(agent.serve(install_signal_handlers=True, **kwargs))
+    exit_within_budget(agent)
 
 
 def _config_path(args: argparse.Namespace) -> str:
@@ -66,7 +72,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args)
     configure_logging(config.log.level, config.log.format)
-    _run_async(Agent(config).serve(install_signal_handlers=True))
+    _serve(Agent(config))
     return 0
 
 
@@ -96,7 +102,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         agent.stop()
 
     tasks = [simulate] + ([stop_after] if args.duration else [])
-    _run_async(Agent(config).serve(extra_tasks=tasks, on_ready=announce, install_signal_handlers=True))
+    _serve(Agent(config), extra_tasks=tasks, on_ready=announce)
     return 0
 
 
@@ -108,7 +114,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     summary = ", ".join(f"{name} {count}" for name, count in sorted(outcomes.items())) or "no events"
     log.info("replayed %s: %s", " ".join(args.files), summary)
     if args.serve:
-        _run_async(agent.serve(install_signal_handlers=True))
+        _serve(agent)
     else:
         sys.stdout.buffer.write(render(agent.store, args.openmetrics))
     return 1 if outcomes.get("malformed") else 0
