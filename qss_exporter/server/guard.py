@@ -390,10 +390,13 @@ class GuardedProtocol(HttpToolsProtocol):
         self._buffered = 0
         self.cycle.response_complete = True  # nothing may answer this request again
         self.transport.write(_response(status, body, headers))
-        if self.cycle.waiting_for_100_continue or not self.cycle.more_body:
-            self.transport.close()  # the client sends no body before a 100 Continue; or it is all here
+        budget = self._limits.max_body_bytes
+        unsent = self._declared - len(self.cycle.body) if self._declared >= 0 else 0
+        if self.cycle.waiting_for_100_continue or not self.cycle.more_body or unsent > budget:
+            # The client sends no body before a 100 Continue; or it is all here; or it is too much to drop.
+            self.transport.close()
             return
-        self._discard = self._limits.max_body_bytes
+        self._discard = budget
         if self._deadline is None:
             self._arm(self._limits.body_timeout)
 
