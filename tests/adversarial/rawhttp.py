@@ -26,7 +26,8 @@ FAKE_SIGNATURE = "v0=" + "ab" * 32  # well formed, verifies against nothing
 
 def address(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
-    assert parts.hostname is not None and parts.port is not None
+    assert parts.hostname is not None
+    assert parts.port is not None
     return parts.hostname, parts.port
 
 

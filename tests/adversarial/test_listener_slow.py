@@ -7,6 +7,7 @@ stay open, signed webhooks are all answered 200 within 100 ms (p99) and all coun
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def test_signed_webhooks_are_served_promptly_while_1000_slow_connections_are_hel
     with AgentProcess(tmp_path, config) as agent:
         target = address(agent.webhook_url)
         path = agent.webhook_path
-        sockets = []
+        sockets: list[socket.socket] = []
         with held(sockets):
             for n in range(HELD):
                 sock = connect(target)
