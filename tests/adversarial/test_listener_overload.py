@@ -21,7 +21,9 @@ from tests.process import AgentProcess
 
 BURST = 2_000
 SHED_AFTER = 0.1
-BOUND = 3.0  # Zoom's timeout: the last answer must come before it (0.3 s measured on a quiet machine, up to 1.7 s with the 2 cores overloaded)
+# Zoom's timeout: the last answer must come before it (measured: 0.3 s on a quiet machine, up to
+# 1.7 s with the 2 cores overloaded by other work).
+BOUND = 3.0
 
 
 def _answers(sockets: list[socket.socket], sent: float, within: float) -> dict[socket.socket, tuple[bytes, float]]:
@@ -36,17 +38,17 @@ def _answers(sockets: list[socket.socket], sent: float, within: float) -> dict[s
     deadline = time.monotonic() + within
     while len(done) < len(sockets) and time.monotonic() < deadline:
         for key, _ in selector.select(timeout=0.1):
-            sock = key.fileobj
-            assert isinstance(sock, socket.socket)
+            ready = key.fileobj
+            assert isinstance(ready, socket.socket)
             try:
-                chunk = sock.recv(65536)
+                chunk = ready.recv(65536)
             except ConnectionResetError:
                 chunk = b""
             if chunk:
-                buffers[sock].append(chunk)
+                buffers[ready].append(chunk)
             else:
-                selector.unregister(sock)
-                done[sock] = (b"".join(buffers[sock]), time.monotonic() - sent)
+                selector.unregister(ready)
+                done[ready] = (b"".join(buffers[ready]), time.monotonic() - sent)
     selector.close()
     return done
 
