@@ -30,6 +30,7 @@ from qss_exporter.config import AccountConfig, Config, HostPort, redacted_summar
 from qss_exporter.dedupe import DedupeWindow, ParticipantHistory
 from qss_exporter.detail import DetailSettings, DetailTracker
 from qss_exporter.enrichment import ENRICHMENT_LABELS, ParticipantDirectory, SiteMap
+from qss_exporter.errors import ConfigError
 from qss_exporter.outputs.http import metrics_app
 from qss_exporter.outputs.otlp import OtlpMetrics, OtlpSelfMetrics, build_otlp_metrics
 from qss_exporter.outputs.otlp_logs import QosLogs, build_qos_logs
@@ -37,6 +38,9 @@ from qss_exporter.outputs.otlp_settings import build_resource
 from qss_exporter.pipeline import Pipeline
 from qss_exporter.server.guard import Guard, ListenerLimits, protocol_class
 from qss_exporter.server.serving import Listener, raise_open_file_limit
+from qss_exporter.server.tls import ServerTls
+from qss_exporter.server.web_auth import WebAuth
+from qss_exporter.server.webconfig import WebConfig, load_web_config
 from qss_exporter.sources.poller import Poller, build_poller
 from qss_exporter.sources.webhook import WebhookAccount, WebhookReceiver, webhook_app
 from qss_exporter.sources.websocket import WebSocketSettings, WebSocketSource
@@ -52,6 +56,7 @@ DRAIN_SECONDS = 2.0  # requests in progress may finish; webhooks take millisecon
 EXIT_MARGIN_SECONDS = 1.0  # kept back from the OTLP flush for closing clients and exiting
 OTLP_FLUSH_SECONDS = 5.0  # the final OTLP flush at most, when the budget leaves that much
 HOUSEKEEPING_SECONDS = 30.0
+WEB_CONFIG_CHECK_SECONDS = 1.0  # how often the web configuration and certificate files are checked
 ZOOM_HTTP_TIMEOUT_SECONDS = 10.0  # every call to Zoom's OAuth endpoint
 # Descriptors kept back from the webhook's connection cap: the metrics listener, outbound clients, files.
 _RESERVED_DESCRIPTORS = 256
@@ -160,6 +165,10 @@ class Agent:
         self.websockets = [
             self._websocket_source(account) for account in config.accounts if account.websocket is not None
         ]
+        path = config.listen.metrics_web_config_file
+        self.web_config: WebConfig | None = load_web_config(path) if path else None
+        self.tls: ServerTls | None = None
+        self.web_auth: WebAuth | None = None
         self._servers: dict[str, Listener] = {}
         self._ready = False
         self._stopping = asyncio.Event()
@@ -194,12 +203,14 @@ class Agent:
 
         return Guard(name, limits, admission, count)
 
-    def _server(self, app: ASGIApp, address: HostPort, guard: Guard) -> Listener:
+    def _server(self, app: ASGIApp, address: HostPort, guard: Guard, tls: ServerTls | None = None) -> Listener:
+        context = tls.context if tls is not None else None
         return Listener(
             uvicorn.Config(
                 app,
                 host=address.host,
                 port=address.port,
+                ssl_context_factory=(lambda _config, _default: context) if context is not None else None,
                 http=protocol_class(guard),
                 ws="none",
                 lifespan="off",
@@ -261,7 +272,8 @@ class Agent:
         server = self._servers[listener]
         host = server.config.host
         host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
-        return f"http://{host}:{server.port}"
+        scheme = "https" if server.config.is_ssl else "http"
+        return f"{scheme}://{host}:{server.port}"
 
     def stop(self) -> None:
         """Begin a graceful shutdown (safe to call from a signal handler, more than once)."""
@@ -290,7 +302,15 @@ class Agent:
         webhook_guard = self._guard("webhook", self.webhook_limits(open_files), self.receiver)
         webhook = self._server(webhook_app(self.receiver, config.webhook.path), config.listen.webhook, webhook_guard)
         metrics_guard = self._guard("metrics", METRICS_LIMITS)
-        metrics = self._server(metrics_app(self.store, lambda: self.ready), config.listen.metrics, metrics_guard)
+        metrics_asgi: ASGIApp = metrics_app(self.store, lambda: self.ready)
+        if self.web_config is not None:
+            # Everything on the metrics listener sits behind the authentication, as in exporter-toolkit.
+            self.web_auth = WebAuth(metrics_asgi, self.web_config.auth)
+            metrics_asgi = self.web_auth
+            if self.web_config.tls is not None:
+                self.tls = ServerTls(self.web_config.tls)
+                metrics_guard.peer_check = self.tls.peer_allowed
+        metrics = self._server(metrics_asgi, config.listen.metrics, metrics_guard, self.tls)
         self._servers = {"webhook": webhook, "metrics": metrics}
         if config.webhook.insecure_skip_verification:
             log.warning(
@@ -323,6 +343,8 @@ class Agent:
                 if on_ready is not None:
                     on_ready(self)
             background = [group.create_task(self._housekeeping())]
+            if self.web_config is not None:
+                background.append(group.create_task(self._watch_web_config(self.web_config)))
             background += [group.create_task(task(self)) for task in extra_tasks]
             background += [group.create_task(output.run()) for output in (self.otlp, self.otlp_logs) if output]
             background += [group.create_task(source.run()) for source in self.websockets]
@@ -335,6 +357,8 @@ class Agent:
             for task in background:
                 task.cancel()
         await self._close_outputs()
+        if self.web_auth is not None:
+            self.web_auth.close()
         log.info("stopped")
 
     async def _close_outputs(self) -> None:
@@ -355,10 +379,41 @@ class Agent:
             except TimeoutError:
                 log.warning("closing the Zoom clients did not finish within the shutdown budget")
 
+    async def _watch_web_config(self, current: WebConfig) -> None:
+        """Pick up changed certificate files and a changed web configuration file, as exporter-toolkit does."""
+        stamp = _file_identity(current.path)
+        while True:
+            await asyncio.sleep(WEB_CONFIG_CHECK_SECONDS)
+            if self.tls is not None:
+                self.tls.reload_if_changed()
+            now = _file_identity(current.path)
+            if now == stamp:
+                continue
+            stamp = now
+            try:
+                changed = load_web_config(current.path)
+            except ConfigError as error:
+                log.warning("metrics web configuration not reloaded: %s", "; ".join(error.problems))
+                continue
+            if self.web_auth is not None:
+                self.web_auth.settings = changed.auth
+            if changed.tls != current.tls:
+                log.warning("metrics web configuration: tls_server_config changed; restart to apply it")
+            log.info("metrics web configuration reloaded")
+            current = changed
+
     async def _housekeeping(self) -> None:
         while True:
             await asyncio.sleep(HOUSEKEEPING_SECONDS)
             self.pipeline.expire()
+
+
+def _file_identity(path: os.PathLike[str]) -> tuple[int, int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def exit_within_budget(agent: Agent) -> None:

@@ -78,6 +78,7 @@ LISTENER_REJECTIONS = (
     "headers_too_large",
     "too_many_headers",
     "bad_request",
+    "client_not_allowed",
 )
 LISTENERS = ("webhook", "metrics")
 

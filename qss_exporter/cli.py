@@ -18,6 +18,7 @@ from qss_exporter.errors import ConfigError
 from qss_exporter.identity import lookup
 from qss_exporter.logs import configure_logging
 from qss_exporter.outputs.prometheus import render
+from qss_exporter.server.webconfig import load_web_config
 from qss_exporter.sources.demo import DemoDriver, demo_config
 from qss_exporter.sources.replay import replay_files
 from qss_exporter.sources.simulator import default_accounts
@@ -52,13 +53,25 @@ def _config_path(args: argparse.Namespace) -> str:
 
 
 def _load(args: argparse.Namespace) -> Config:
-    return load_config(_config_path(args))
+    return _with_flags(load_config(_config_path(args)), args)
+
+
+def _with_flags(config: Config, args: argparse.Namespace) -> Config:
+    """`--web.config.file` overrides listen.metrics_web_config_file, as in the Prometheus exporters."""
+    path: str | None = getattr(args, "web_config_file", None)
+    if not path:
+        return config
+    listen = config.listen.model_copy(update={"metrics_web_config_file": path})
+    return config.model_copy(update={"listen": listen})
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     path = _config_path(args)
     try:
-        config = load_config(path)
+        config = _with_flags(load_config(path), args)
+        web = config.listen.metrics_web_config_file
+        if web:
+            load_web_config(web)
     except ConfigError as error:
         print(f"{path}: invalid configuration", file=sys.stderr)  # noqa: T201 - CLI output
         for problem in error.problems:
@@ -142,8 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
     def with_config(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--config", metavar="PATH", help="YAML configuration (default: $QSS_EXPORTER_CONFIG)")
 
+    def with_web_config(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--web.config.file",
+            dest="web_config_file",
+            metavar="PATH",
+            help="exporter-toolkit web configuration (TLS, basic auth) for the metrics listener; "
+            "overrides listen.metrics_web_config_file (docs/security.md)",
+        )
+
     run = commands.add_parser("run", help="run the agent")
     with_config(run)
+    with_web_config(run)
     run.set_defaults(handler=cmd_run)
 
     demo = commands.add_parser("demo", help="run the agent fed by a simulated organisation (no Zoom account needed)")
@@ -160,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate a configuration file and exit")
     with_config(check)
+    with_web_config(check)
     check.set_defaults(handler=cmd_check_config)
 
     replay = commands.add_parser("replay", help="feed captured webhook bodies (JSON lines) through the pipeline")

@@ -132,6 +132,8 @@ class Guard:
         self.limits = limits
         self.admission: Admission = admission or PlainAdmission()
         self._count = count
+        # client_allowed_sans of the metrics listener's TLS: a verified certificate must also name one.
+        self.peer_check: Callable[[asyncio.BaseTransport], bool] | None = None
         self.log = RateLimitedLog(logging.getLogger("qss_exporter.listener"))
         self.connections = 0
         self.buffered = 0  # body bytes held by requests not yet handed to the application
@@ -191,6 +193,10 @@ class GuardedProtocol(HttpToolsProtocol):
         guard = self.guard
         if guard.connections >= self._limits.max_connections and not guard.evict():
             guard.reject("connection_limit", f"{guard.connections} connections open, none idle")
+            transport.abort()
+            return
+        if guard.peer_check is not None and not guard.peer_check(transport):
+            guard.reject("client_not_allowed", "the client certificate names none of client_allowed_sans")
             transport.abort()
             return
         guard.connections += 1
