@@ -149,3 +149,12 @@ def test_replay_prints_metrics_and_reports_bad_lines(tmp_path: Path) -> None:
     assert total(scraped, "zoom_qss_media_records_total", product="meeting", site="leeds", network_type="wifi") == 4
     assert total(scraped, "zoom_qss_media_records_total", product="webinar") == 3
     assert total(scraped, "zoom_qss_events_total", source="replay") == 3
+
+
+def test_check_config_checks_the_web_configuration_file_too(tmp_path: Path) -> None:
+    web = tmp_path / "web.yml"
+    web.write_text("tls_server_config:\n  cert_file: absent.crt\n  key_file: absent.key\nbasic_auth_users:\n  a: pw\n")
+    result = run_cli("check-config", "--config", str(TESTDATA / "valid-minimal.yaml"), "--web.config.file", str(web))
+    assert result.returncode == 1
+    assert f"  - {web}: tls_server_config.cert_file: cannot read {tmp_path / 'absent.crt'}" in result.stderr
+    assert f"  - {web}: basic_auth_users.a: not a bcrypt hash" in result.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Sequence
 
 from qss_exporter.errors import SignatureError
@@ -16,9 +17,9 @@ __all__ = ["check_headers", "sign", "url_validation_token", "verify"]
 
 _PREFIX = "v0="
 # Zoom sends whole seconds; 12 digits reach the year 33658, so anything longer is not a timestamp.
-_MAX_TIMESTAMP_DIGITS = 12
-_SIGNATURE_LENGTH = len(_PREFIX) + 64  # "v0=" and a hex SHA-256
-_HEX = frozenset("0123456789abcdefABCDEF")
+# [0-9], unlike str.isdigit or \d, takes no other script's digits (Arabic-Indic ones, which int() accepts).
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_SIGNATURE = re.compile(r"v0=[0-9a-fA-F]{64}")  # "v0=" and a hex SHA-256
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -60,18 +61,17 @@ def check_headers(
     tolerance, the signature `v0=` and 64 hex digits. Returns both headers; raises `SignatureError`.
 
     Cheap enough to run before the body is read, so that unsigned or replayed requests cost nothing.
-    `str.isdigit` alone would take Unicode digits such as "١٢٣", which `int` accepts too.
     """
     if not timestamp or not signature:
         raise SignatureError("missing_signature", "x-zm-request-timestamp and x-zm-signature are both required")
-    if not (len(timestamp) <= _MAX_TIMESTAMP_DIGITS and timestamp.isascii() and timestamp.isdigit()):
+    if _TIMESTAMP.fullmatch(timestamp) is None:
         raise SignatureError("stale_timestamp", "x-zm-request-timestamp is not whole seconds in ASCII digits")
     sent_at = int(timestamp)
     if abs(now - sent_at) > tolerance_seconds:
         raise SignatureError("stale_timestamp", f"timestamp is {now - sent_at:.0f} s from now")
     if not signature.startswith(_PREFIX):
         raise SignatureError("bad_signature", "x-zm-signature does not start with v0=")
-    if len(signature) != _SIGNATURE_LENGTH or not _HEX.issuperset(signature[len(_PREFIX) :]):
+    if _SIGNATURE.fullmatch(signature) is None:
         raise SignatureError("bad_signature", "x-zm-signature is not v0= and 64 hex digits")
     return timestamp, signature
 

@@ -12,8 +12,10 @@ import pytest
 from tests.adversarial.rawhttp import (
     FAKE_SIGNATURE,
     address,
+    connect,
     exchange,
     qos_body,
+    read_all,
     request,
     signed_headers,
     statuses,
@@ -123,13 +125,16 @@ def test_framing_is_a_documented_4xx_or_a_counted_200(agent: AgentProcess) -> No
     )
     continue_body, continue_headers = signed("expect-100")
     expect = request(path, {**continue_headers, "expect": "100-continue"}, continue_body)
+    unsigned_expect = request(path, {"expect": "100-continue"}, b"{}")
+    waiting_body, waiting_headers = signed("expect-100-waits")
+    waiting = request(path, {**waiting_headers, "expect": "100-continue"}, waiting_body)
     now = str(int(time.time()))
     unsigned_head = f"POST {path} HTTP/1.1\r\nhost: a\r\nconnection: close\r\nx-zm-request-timestamp: {now}\r\n"
     cases: list[tuple[str, bytes, list[int]]] = [
         ("chunked, signed", chunked, [200]),
         ("HTTP/1.0, signed", http10, [200]),
         ("two pipelined, signed", pipelined, [200, 200]),
-        ("expect 100-continue, signed", expect, [100, 200]),
+        ("expect 100-continue, body sent at once, signed", expect, [200]),
         ("content-length over 64 bits", f"{unsigned_head}content-length: {'9' * 40}\r\n\r\n".encode(), [400]),
         ("content-length of a terabyte", f"{unsigned_head}content-length: {10**12}\r\n\r\n".encode(), [413]),
         ("content-length not digits", f"{unsigned_head}content-length: 12a\r\n\r\n".encode(), [400]),
@@ -141,6 +146,7 @@ def test_framing_is_a_documented_4xx_or_a_counted_200(agent: AgentProcess) -> No
         ),
         ("a NUL in a header", f"{unsigned_head}x-a: b\x00c\r\n\r\n".encode(), [400]),
         ("no request line", b"\r\n\r\n\r\n\r\nhello\r\n\r\n", [400]),
+        ("no request target (found by the fuzzer)", b"POST  HTTP/1.0\r\nhost: a\r\n\r\n", [400]),
         ("HTTP/2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", [400]),
         (
             "h2c upgrade",
@@ -153,12 +159,24 @@ def test_framing_is_a_documented_4xx_or_a_counted_200(agent: AgentProcess) -> No
     target = address(agent.webhook_url)
     for name, data, expected in cases:
         assert statuses(exchange(target, data, timeout=5)) == expected, name
+    # Expect: 100-continue as curl does it: the headers, a wait for "100 Continue", then the body;
+    # without a plausible signature the final answer comes instead, and the body is never sent.
+    head, _, rest = waiting.partition(b"\r\n\r\n")
+    with connect(target) as sock:
+        sock.sendall(head + b"\r\n\r\n")
+        sock.settimeout(5)
+        assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(rest)
+        assert statuses(read_all(sock, 5)) == [200]
+    with connect(target) as sock:
+        sock.sendall(unsigned_expect.partition(b"\r\n\r\n")[0] + b"\r\n\r\n")
+        assert statuses(read_all(sock, 5)) == [401]
     after = parse_metrics(agent.scrape_text())
 
     def grew(name: str, **labels: str) -> float:
         return total(after, name, **labels) - total(before, name, **labels)
 
-    assert grew("zoom_qss_webhook_requests_total", outcome="accepted") == 5
-    assert grew("zoom_qss_media_records_total") == 4 * 5
+    assert grew("zoom_qss_webhook_requests_total", outcome="accepted") == 6
+    assert grew("zoom_qss_media_records_total") == 4 * 6
     assert grew("zoom_qss_webhook_requests_total", outcome="error") == 0
     assert not any("Traceback" in line for line in agent.output)
