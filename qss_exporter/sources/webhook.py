@@ -1,8 +1,9 @@
 """The Zoom-facing webhook endpoint: verify the raw body, answer Zoom, hand records to the pipeline.
 
 Order matters and follows ARCHITECTURE.md "Behaviour towards Zoom": size limit, then signature
-(timestamp first), and only then JSON. The listener's guard (server/guard.py) asks `screen` before it
-reads a body, so a request without plausible signature headers costs no body read. Everything is
+(timestamp first), and only then JSON. When a body is slow to follow its headers, the listener's
+guard (server/guard.py) asks `screen` first, so a request without plausible signature headers is
+answered without waiting for its body. Everything is
 answered synchronously within milliseconds, after the event is recorded, so a 200 always means
 "counted" and a 5xx means "retry me". A request that waited longer than `shed_after` for the CPU
 is answered 503 without being looked at: Zoom retries it, where a late 200 would have come after
