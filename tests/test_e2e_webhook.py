@@ -300,9 +300,9 @@ async def test_a_half_sent_body_does_not_take_capacity_from_signed_webhooks(star
 async def test_requests_that_waited_too_long_for_the_cpu_get_503_and_change_nothing(start_agent: AgentFactory) -> None:
     running = await start_agent(webhook={"shed_after_seconds": 0.02})
     host, port = running.webhook_url.split("//")[1].split("/")[0].split(":")
-    # A burst on 300 connections arrives in one event-loop turn: the last ones wait behind the
+    # A burst on 600 connections arrives in one event-loop turn: the last ones wait behind the
     # first ones for well over 20 ms, and must be shed rather than answered late.
-    streams = [await asyncio.open_connection(host, int(port)) for _ in range(300)]
+    streams = [await asyncio.open_connection(host, int(port)) for _ in range(600)]
     for n, (_reader, writer) in enumerate(streams):
         body = orjson.dumps(qos_body(participant=f"burst-{n}"))
         head = "".join(f"{name}: {value}\r\n" for name, value in running.headers(body).items())
