@@ -1,19 +1,23 @@
 """Wiring and lifecycle: builds the store, pipeline and HTTP servers from a Config, runs, drains, stops.
 
-Both listeners are uvicorn servers on one event loop. Shutdown follows uvicorn's own order (stop
-accepting, let in-flight requests finish under a deadline, then cancel), driven by our signal
-handler so that one SIGTERM stops both servers and every background task.
+Both listeners are uvicorn servers on one event loop, each behind its admission guard
+(server/guard.py). One SIGTERM stops both servers and every background task within one budget,
+SHUTDOWN_BUDGET_SECONDS, whatever the peers do: the listeners drain for DRAIN_SECONDS (then what is
+still open is aborted), the final OTLP flush gets what is left less EXIT_MARGIN_SECONDS, and
+`exit_within_budget` leaves behind any export thread still waiting on an unresponsive collector.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import math
 import os
 import signal
+import sys
+import threading
 import time
-from collections.abc import Callable, Coroutine, Generator, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import httpx
@@ -22,43 +26,54 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from qss_exporter import __version__
-from qss_exporter.catalogue import Catalogue
+from qss_exporter.catalogue import LISTENER_REJECTIONS, Catalogue
 from qss_exporter.config import AccountConfig, Config, HostPort, changed_summary, redacted_summary
 from qss_exporter.dedupe import DedupeWindow, ParticipantHistory
 from qss_exporter.detail import DetailSettings, DetailTracker
 from qss_exporter.enrichment import ENRICHMENT_LABELS, ParticipantDirectory, SiteMap
+from qss_exporter.errors import ConfigError
 from qss_exporter.outputs.http import metrics_app
 from qss_exporter.outputs.otlp import OtlpMetrics, OtlpSelfMetrics, build_otlp_metrics
 from qss_exporter.outputs.otlp_logs import QosLogs, build_qos_logs
 from qss_exporter.outputs.otlp_settings import build_resource
 from qss_exporter.pipeline import Pipeline
 from qss_exporter.runtime import RuntimeMetrics
+from qss_exporter.server.guard import Guard, ListenerLimits, protocol_class
+from qss_exporter.server.serving import Listener, raise_open_file_limit
+from qss_exporter.server.tls import ServerTls
+from qss_exporter.server.web_auth import WebAuth
+from qss_exporter.server.webconfig import WebConfig, load_web_config
 from qss_exporter.sources.poller import Poller, build_poller
 from qss_exporter.sources.webhook import WebhookAccount, WebhookReceiver, webhook_app
 from qss_exporter.sources.websocket import WebSocketSettings, WebSocketSource
 from qss_exporter.store import Store
 from qss_exporter.zoom.oauth import TokenProvider
 
-__all__ = ["Agent"]
+__all__ = ["Agent", "exit_within_budget"]
 
 log = logging.getLogger(__name__)
 
-GRACEFUL_SHUTDOWN_SECONDS = 8.0  # below Kubernetes' and Docker's default 10 s stop timeout
+SHUTDOWN_BUDGET_SECONDS = 8.0  # SIGTERM to exit, below Docker's 10 s stop timeout (docs/deploy.md)
+DRAIN_SECONDS = 2.0  # requests in progress may finish; webhooks take milliseconds
+EXIT_MARGIN_SECONDS = 1.0  # kept back from the OTLP flush for closing clients and exiting
+OTLP_FLUSH_SECONDS = 5.0  # the final OTLP flush at most, when the budget leaves that much
 HOUSEKEEPING_SECONDS = 30.0
-OTLP_FLUSH_SECONDS = 5.0  # the final OTLP flush at shutdown, after the listeners have drained
+WEB_CONFIG_CHECK_SECONDS = 1.0  # how often the web configuration and certificate files are checked
 ZOOM_HTTP_TIMEOUT_SECONDS = 10.0  # every call to Zoom's OAuth endpoint
+# Descriptors kept back from the webhook's connection cap: the metrics listener, outbound clients, files.
+_RESERVED_DESCRIPTORS = 256
 
-
-class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signals to the Agent, which runs several servers at once."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-    @property
-    def port(self) -> int:
-        return int(self.servers[0].sockets[0].getsockname()[1])
+# The metrics listener serves a few scrapers and probes; its limits are fixed (docs/security.md).
+METRICS_LIMITS = ListenerLimits(
+    header_timeout=10.0,
+    body_timeout=10.0,
+    idle_timeout=75.0,
+    max_header_bytes=16_384,
+    max_headers=100,
+    max_body_bytes=65_536,
+    max_buffered_body_bytes=1_048_576,
+    max_connections=128,
+)
 
 
 def enrichment_labels(config: Config) -> list[str]:
@@ -141,9 +156,10 @@ class Agent:
             ],
             timestamp_tolerance=hook.timestamp_tolerance_seconds,
             max_body_bytes=hook.max_body_bytes,
-            max_in_flight=hook.max_in_flight,
+            shed_after=hook.shed_after_seconds,
             insecure_skip_verification=hook.insecure_skip_verification,
             clock=clock,
+            path=hook.path,
         )
         self._zoom_http: httpx.AsyncClient | None = None  # opened on first use, inside the event loop
         self.poller: Poller | None = (
@@ -152,21 +168,60 @@ class Agent:
         self.websockets = [
             self._websocket_source(account) for account in config.accounts if account.websocket is not None
         ]
-        self._servers: dict[str, _Server] = {}
+        path = config.listen.metrics_web_config_file
+        self.web_config: WebConfig | None = load_web_config(path) if path else None
+        self.tls: ServerTls | None = None
+        self.web_auth: WebAuth | None = None
+        self._servers: dict[str, Listener] = {}
         self._ready = False
         self._stopping = asyncio.Event()
+        self.stop_started: float | None = None  # time.monotonic() of the first stop()
 
-    def _server(self, app: ASGIApp, address: HostPort) -> _Server:
-        return _Server(
+    def webhook_limits(self, open_files: int) -> ListenerLimits:
+        hook = self.config.webhook
+        connections = min(hook.max_connections, max(16, open_files - _RESERVED_DESCRIPTORS))
+        if connections < hook.max_connections:
+            log.warning(
+                "webhook.max_connections %d is more than the open-file limit allows; using %d",
+                hook.max_connections,
+                connections,
+            )
+        return ListenerLimits(
+            header_timeout=hook.header_timeout_seconds,
+            body_timeout=hook.body_timeout_seconds,
+            idle_timeout=hook.idle_timeout_seconds,
+            max_header_bytes=hook.max_header_bytes,
+            max_headers=hook.max_headers,
+            max_body_bytes=hook.max_body_bytes,
+            max_buffered_body_bytes=hook.max_buffered_body_bytes,
+            max_connections=connections,
+        )
+
+    def _guard(self, name: str, limits: ListenerLimits, admission: Any = None) -> Guard:
+        family = self.catalogue.listener_rejections
+        handles = {reason: family.handle((name, reason)) for reason in LISTENER_REJECTIONS}
+
+        def count(reason: str) -> None:
+            handles[reason].add(1.0, self.clock())
+
+        return Guard(name, limits, admission, count)
+
+    def _server(self, app: ASGIApp, address: HostPort, guard: Guard, tls: ServerTls | None = None) -> Listener:
+        context = tls.context if tls is not None else None
+        return Listener(
             uvicorn.Config(
                 app,
                 host=address.host,
                 port=address.port,
+                ssl_context_factory=(lambda _config, _default: context) if context is not None else None,
+                http=protocol_class(guard),
+                ws="none",
                 lifespan="off",
                 log_config=None,
                 access_log=False,
                 server_header=False,
-                timeout_graceful_shutdown=int(GRACEFUL_SHUTDOWN_SECONDS),
+                timeout_keep_alive=math.ceil(guard.limits.idle_timeout),
+                backlog=4096,
             )
         )
 
@@ -220,13 +275,24 @@ class Agent:
         server = self._servers[listener]
         host = server.config.host
         host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
-        return f"http://{host}:{server.port}"
+        scheme = "https" if server.config.is_ssl else "http"
+        return f"{scheme}://{host}:{server.port}"
 
     def stop(self) -> None:
         """Begin a graceful shutdown (safe to call from a signal handler, more than once)."""
+        if self.stop_started is None:
+            self.stop_started = time.monotonic()
         self._stopping.set()
         for server in self._servers.values():
+            if server.drain_deadline is None:
+                server.drain_deadline = self.stop_started + DRAIN_SECONDS
             server.should_exit = True
+
+    @property
+    def exit_deadline(self) -> float:
+        """time.monotonic() by which the process must have exited (SHUTDOWN_BUDGET_SECONDS after stop())."""
+        started = self.stop_started if self.stop_started is not None else time.monotonic()
+        return started + SHUTDOWN_BUDGET_SECONDS
 
     async def serve(
         self,
@@ -235,8 +301,19 @@ class Agent:
         install_signal_handlers: bool = False,
     ) -> None:
         config = self.config
-        webhook = self._server(webhook_app(self.receiver, config.webhook.path), config.listen.webhook)
-        metrics = self._server(metrics_app(self.store, lambda: self.ready), config.listen.metrics)
+        open_files = raise_open_file_limit()
+        webhook_guard = self._guard("webhook", self.webhook_limits(open_files), self.receiver)
+        webhook = self._server(webhook_app(self.receiver, config.webhook.path), config.listen.webhook, webhook_guard)
+        metrics_guard = self._guard("metrics", METRICS_LIMITS)
+        metrics_asgi: ASGIApp = metrics_app(self.store, lambda: self.ready)
+        if self.web_config is not None:
+            # Everything on the metrics listener sits behind the authentication, as in exporter-toolkit.
+            self.web_auth = WebAuth(metrics_asgi, self.web_config.auth)
+            metrics_asgi = self.web_auth
+            if self.web_config.tls is not None:
+                self.tls = ServerTls(self.web_config.tls)
+                metrics_guard.peer_check = self.tls.peer_allowed
+        metrics = self._server(metrics_asgi, config.listen.metrics, metrics_guard, self.tls)
         self._servers = {"webhook": webhook, "metrics": metrics}
         if config.webhook.insecure_skip_verification:
             log.warning(
@@ -272,6 +349,8 @@ class Agent:
                 if on_ready is not None:
                     on_ready(self)
             background = [group.create_task(self._housekeeping())]
+            if self.web_config is not None:
+                background.append(group.create_task(self._watch_web_config(self.web_config)))
             background += [group.create_task(task(self)) for task in extra_tasks]
             # `is not None`: the log output has a length (its queue), so it is falsy while nothing is queued.
             outputs = [output for output in (self.otlp, self.otlp_logs) if output is not None]
@@ -287,16 +366,85 @@ class Agent:
             self.stop()
             for task in background:
                 task.cancel()
-        for output in (self.otlp, self.otlp_logs):
-            if output is not None:
-                await output.close(OTLP_FLUSH_SECONDS)
-        if self._zoom_http is not None:
-            await self._zoom_http.aclose()
-        if self.poller is not None:
-            await self.poller.close()
+        await self._close_outputs()
+        if self.web_auth is not None:
+            self.web_auth.close()
         log.info("stopped")
+
+    async def _close_outputs(self) -> None:
+        """The final OTLP flush and the clients, within what is left of the shutdown budget."""
+        left = self.exit_deadline - EXIT_MARGIN_SECONDS - time.monotonic()
+        flush = min(OTLP_FLUSH_SECONDS, max(0.1, left))
+        outputs = [output.close(flush) for output in (self.otlp, self.otlp_logs) if output is not None]
+        if outputs:
+            await asyncio.gather(*outputs)
+        closing: list[Coroutine[Any, Any, None]] = []
+        if self._zoom_http is not None:
+            closing.append(self._zoom_http.aclose())
+        if self.poller is not None:
+            closing.append(self.poller.close())
+        if closing:
+            try:
+                await asyncio.wait_for(asyncio.gather(*closing), max(0.1, self.exit_deadline - time.monotonic() - 0.5))
+            except TimeoutError:
+                log.warning("closing the Zoom clients did not finish within the shutdown budget")
+
+    async def _watch_web_config(self, current: WebConfig) -> None:
+        """Pick up changed certificate files and a changed web configuration file, as exporter-toolkit does."""
+        stamp = _file_identity(current.path)
+        while True:
+            await asyncio.sleep(WEB_CONFIG_CHECK_SECONDS)
+            if self.tls is not None:
+                self.tls.reload_if_changed()
+            now = _file_identity(current.path)
+            if now == stamp:
+                continue
+            stamp = now
+            try:
+                changed = load_web_config(current.path)
+            except ConfigError as error:
+                log.warning("metrics web configuration not reloaded: %s", "; ".join(error.problems))
+                continue
+            if self.web_auth is not None:
+                self.web_auth.settings = changed.auth
+            if changed.tls != current.tls:
+                log.warning("metrics web configuration: tls_server_config changed; restart to apply it")
+            log.info("metrics web configuration reloaded")
+            current = changed
 
     async def _housekeeping(self) -> None:
         while True:
             await asyncio.sleep(HOUSEKEEPING_SECONDS)
             self.pipeline.expire()
+
+
+def _file_identity(path: os.PathLike[str]) -> tuple[int, int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def exit_within_budget(agent: Agent) -> None:
+    """After `serve` returned: wait for other threads until the budget ends, then exit regardless.
+
+    An OTLP export blocked on a collector that never answers keeps its worker thread (the SDK's
+    request timeout, 10 s by default), and the interpreter would wait for it at exit. Its data is
+    counted as failed already; leaving the thread behind keeps the exit within the budget.
+    """
+    if agent.stop_started is None:
+        return
+    deadline = agent.exit_deadline
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [
+        t.name for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon and t.is_alive()
+    ]
+    if stuck:
+        log.warning("exiting with %d export thread(s) still waiting on their peer: %s", len(stuck), ", ".join(stuck))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

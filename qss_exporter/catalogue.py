@@ -14,6 +14,7 @@ from qss_exporter.store import CounterFamily, GaugeFamily, HistogramFamily, Samp
 
 __all__ = [
     "DEFAULT_BUCKETS",
+    "LISTENER_REJECTIONS",
     "POLL_OUTCOMES",
     "TOKEN_OUTCOMES",
     "WEBHOOK_OUTCOMES",
@@ -67,6 +68,19 @@ WEBHOOK_OUTCOMES = (
     "overloaded",
     "error",
 )
+
+# Refused by a listener's guard before the application saw the request (server/guard.py).
+LISTENER_REJECTIONS = (
+    "connection_limit",
+    "evicted",
+    "header_timeout",
+    "body_timeout",
+    "headers_too_large",
+    "too_many_headers",
+    "bad_request",
+    "client_not_allowed",
+)
+LISTENERS = ("webhook", "metrics")
 
 _STREAM = ("account", "product", "media", "direction", "path")
 
@@ -309,6 +323,14 @@ class Catalogue:
         )
         for outcome in WEBHOOK_OUTCOMES:
             self.webhook_requests.inc((outcome,), 0)
+        self.listener_rejections = store.counter(
+            "zoom_qss_listener_rejections_total",
+            "Requests and connections a listener refused before the application saw them, by reason.",
+            ("listener", "reason"),
+        )
+        for listener in LISTENERS:
+            for reason in LISTENER_REJECTIONS:
+                self.listener_rejections.inc((listener, reason), 0)
         self.events = store.counter(
             "zoom_qss_events_total",
             "QSS events taken into the pipeline (duplicates excluded), by account, source and event.",

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from qss_exporter import __version__
-from qss_exporter.app import Agent
+from qss_exporter.app import Agent, exit_within_budget
 from qss_exporter.config import Config, config_from_mapping
 from qss_exporter.errors import ConfigError
 from qss_exporter.identity import lookup
@@ -39,6 +39,12 @@ def _run_async(main: Coroutine[Any, Any, None]) -> None:
     uvloop.run(main)
 
 
+def _serve(agent: Agent, **kwargs: Any) -> None:
+    """Serve until stopped, and exit within the shutdown budget whatever the peers do."""
+    _run_async(agent.serve(install_signal_handlers=True, **kwargs))
+    exit_within_budget(agent)
+
+
 def _config_path(args: argparse.Namespace) -> str:
     path: str | None = args.config or os.environ.get("QSS_EXPORTER_CONFIG")
     if not path:
@@ -48,13 +54,19 @@ def _config_path(args: argparse.Namespace) -> str:
 
 def _load(args: argparse.Namespace) -> Config:
     """The configuration, validated completely: the same checks as check-config (validation.py)."""
-    return load_checked(_config_path(args)).config
+    return load_checked(_config_path(args), web_config_file=_web_config_flag(args)).config
+
+
+def _web_config_flag(args: argparse.Namespace) -> str | None:
+    """`--web.config.file`, which overrides listen.metrics_web_config_file as in the Prometheus exporters."""
+    path: str | None = getattr(args, "web_config_file", None)
+    return path or None
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     path = _config_path(args)
     try:
-        checked = load_checked(path)
+        checked = load_checked(path, web_config_file=_web_config_flag(args))
     except ConfigError as error:
         print(f"{path}: invalid configuration", file=sys.stderr)  # noqa: T201 - CLI output
         for problem in error.problems:
@@ -71,7 +83,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args)
     configure_logging(config.log.level, config.log.format)
-    _run_async(Agent(config).serve(install_signal_handlers=True))
+    _serve(Agent(config))
     return 0
 
 
@@ -101,7 +113,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         agent.stop()
 
     tasks = [simulate] + ([stop_after] if args.duration else [])
-    _run_async(Agent(config).serve(extra_tasks=tasks, on_ready=announce, install_signal_handlers=True))
+    _serve(Agent(config), extra_tasks=tasks, on_ready=announce)
     return 0
 
 
@@ -113,7 +125,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     summary = ", ".join(f"{name} {count}" for name, count in sorted(outcomes.items())) or "no events"
     log.info("replayed %s: %s", " ".join(args.files), summary)
     if args.serve:
-        _run_async(agent.serve(install_signal_handlers=True))
+        _serve(agent)
     else:
         sys.stdout.buffer.write(render(agent.store, args.openmetrics))
     return 1 if outcomes.get("malformed") else 0
@@ -141,8 +153,18 @@ def build_parser() -> argparse.ArgumentParser:
     def with_config(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--config", metavar="PATH", help="YAML configuration (default: $QSS_EXPORTER_CONFIG)")
 
+    def with_web_config(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--web.config.file",
+            dest="web_config_file",
+            metavar="PATH",
+            help="exporter-toolkit web configuration (TLS, basic auth) for the metrics listener; "
+            "overrides listen.metrics_web_config_file (docs/security.md)",
+        )
+
     run = commands.add_parser("run", help="run the agent")
     with_config(run)
+    with_web_config(run)
     run.set_defaults(handler=cmd_run)
 
     demo = commands.add_parser("demo", help="run the agent fed by a simulated organisation (no Zoom account needed)")
@@ -159,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate a configuration file and exit")
     with_config(check)
+    with_web_config(check)
     check.set_defaults(handler=cmd_check_config)
 
     replay = commands.add_parser("replay", help="feed captured webhook bodies (JSON lines) through the pipeline")

@@ -293,6 +293,9 @@ class ListenConfig(_Section):
 
     webhook: HostPort = HostPort("0.0.0.0", 8080)
     metrics: HostPort = HostPort("0.0.0.0", 9877)
+    # An exporter-toolkit web configuration file (TLS, basic auth) for the metrics listener;
+    # relative to the working directory; `--web.config.file` overrides it.
+    metrics_web_config_file: Annotated[str, Field(min_length=1)] | None = None
 
     @model_validator(mode="after")
     def _separate(self) -> Self:
@@ -303,6 +306,9 @@ class ListenConfig(_Section):
         return self
 
 
+_ListenerSeconds = Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)]
+
+
 class WebhookConfig(_Section):
     """The Zoom-facing webhook endpoint."""
 
@@ -311,8 +317,23 @@ class WebhookConfig(_Section):
     ] = "/zoom/webhook"
     timestamp_tolerance_seconds: _Seconds = 300
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
-    max_in_flight: Annotated[int, Field(ge=1)] = 256
     insecure_skip_verification: bool = False
+    # The listener's admission limits (server/guard.py, docs/security.md).
+    header_timeout_seconds: _ListenerSeconds = 5.0
+    body_timeout_seconds: _ListenerSeconds = 5.0
+    idle_timeout_seconds: _ListenerSeconds = 75.0
+    max_header_bytes: Annotated[int, Field(ge=1024, le=1_048_576)] = 16_384
+    max_headers: Annotated[int, Field(ge=16, le=10_000)] = 100
+    max_connections: Annotated[int, Field(ge=16)] = 4096
+    max_buffered_body_bytes: Annotated[int, Field(ge=1024)] = 67_108_864
+    shed_after_seconds: Annotated[float, Field(gt=0, le=60, allow_inf_nan=False)] = 1.0
+
+    @model_validator(mode="after")
+    def _buffers_hold_a_body(self) -> Self:
+        if self.max_buffered_body_bytes < self.max_body_bytes:
+            message = f"must be at least max_body_bytes ({self.max_body_bytes}), got {self.max_buffered_body_bytes}"
+            raise problems_error([(("max_buffered_body_bytes",), message)])
+        return self
 
 
 _WsSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]

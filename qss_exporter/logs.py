@@ -1,14 +1,16 @@
-"""Logging set-up: plain or one-JSON-object-per-line records on stderr."""
+"""Logging set-up: plain or one-JSON-object-per-line records on stderr; rate-limited lines for bad input."""
 
 from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import orjson
 
-__all__ = ["JsonFormatter", "PlainFormatter", "configure_logging"]
+__all__ = ["JsonFormatter", "PlainFormatter", "RateLimitedLog", "configure_logging"]
 
 
 class JsonFormatter(logging.Formatter):
@@ -56,3 +58,42 @@ def configure_logging(level: str, fmt: str) -> None:
     logging.getLogger("uvicorn.access").disabled = True
     # httpx logs every request at INFO (the demo and the poller make many).
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+class RateLimitedLog:
+    """Short log lines about rejected input, at most `burst` per reason and then one per `interval`.
+
+    A token bucket per reason: anyone on the Internet can send bad requests, and a line per request
+    would be a log flood. What was held back is counted and said in the next line of that reason
+    ("... (41 more suppressed)"). Reasons are a closed set chosen by the caller, never client data.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        level: int = logging.INFO,
+        *,
+        interval: float = 60.0,
+        burst: int = 3,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._logger = logger
+        self._level = level
+        self._interval = interval
+        self._burst = float(burst)
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float, int]] = {}  # reason -> (tokens, last refill, suppressed)
+
+    def __call__(self, reason: str, message: str, *args: object) -> None:
+        if not self._logger.isEnabledFor(self._level):
+            return
+        now = self._clock()
+        tokens, last, suppressed = self._buckets.get(reason, (self._burst, now, 0))
+        tokens = min(self._burst, tokens + (now - last) / self._interval)
+        if tokens < 1.0:
+            self._buckets[reason] = (tokens, now, suppressed + 1)
+            return
+        self._buckets[reason] = (tokens - 1.0, now, 0)
+        if suppressed:
+            message += f" ({suppressed} more suppressed)"
+        self._logger.log(self._level, message, *args)

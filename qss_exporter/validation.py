@@ -3,7 +3,8 @@
 `load_config` (config.py) checks the file against its schema. `validate` adds everything the agent
 would still refuse when it builds its parts from a valid file, with the same `key.path: problem`
 lines and never a traceback: bucket overrides of families that do not exist, TLS files the OTLP
-exporters cannot read (set in the file or by OTEL_* variables). It also returns the warnings the
+exporters cannot read (set in the file or by OTEL_* variables), the metrics listener's web
+configuration file (exporter-toolkit format). It also returns the warnings the
 agent would log at start-up without refusing: OTEL_* variables it ignores, a poller state directory
 it cannot write (progress then kept in memory only). `load_checked` is both, for callers with a path.
 """
@@ -20,6 +21,7 @@ from qss_exporter.catalogue import DEFAULT_BUCKETS
 from qss_exporter.config import Config, load_config
 from qss_exporter.errors import ConfigError
 from qss_exporter.outputs.otlp_settings import build_resource, resolve_settings, tls_problems
+from qss_exporter.server.webconfig import load_web_config
 from qss_exporter.state import FILE_NAME
 
 __all__ = ["Checked", "load_checked", "validate"]
@@ -33,16 +35,29 @@ class Checked:
     warnings: tuple[str, ...]
 
 
-def load_checked(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Checked:
-    """Read and validate a file completely; raises ConfigError listing every problem (`key.path: problem`)."""
+def load_checked(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None, *, web_config_file: str | None = None
+) -> Checked:
+    """Read and validate a file completely; raises ConfigError listing every problem (`key.path: problem`).
+
+    `web_config_file` (the `--web.config.file` flag) overrides `listen.metrics_web_config_file`.
+    """
     environ = os.environ if environ is None else environ
     config = load_config(path, environ)
+    if web_config_file:
+        listen = config.listen.model_copy(update={"metrics_web_config_file": web_config_file})
+        config = config.model_copy(update={"listen": listen})
     return Checked(config, validate(config, environ, source=str(path)))
 
 
 def validate(config: Config, environ: Mapping[str, str], source: str = "") -> tuple[str, ...]:
     """Everything start-up would refuse in a schema-valid `config`, raised as one ConfigError; else the warnings."""
     problems = _bucket_problems(config)
+    if config.listen.metrics_web_config_file:
+        try:
+            load_web_config(config.listen.metrics_web_config_file)
+        except ConfigError as error:
+            problems += error.problems
     warnings: list[str] = []
     otlp = config.otlp
     if otlp.enabled:

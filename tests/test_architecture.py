@@ -74,6 +74,18 @@ FORBIDDEN = {
         "qss_exporter.app",
         "qss_exporter.cli",
     ],
+    # The listeners' transport side knows HTTP, not Zoom, the pipeline or the metrics.
+    "qss_exporter.server": [
+        "qss_exporter.zoom",
+        "qss_exporter.sources",
+        "qss_exporter.pipeline",
+        "qss_exporter.store",
+        "qss_exporter.catalogue",
+        "qss_exporter.outputs",
+        "qss_exporter.config",
+        "qss_exporter.app",
+        "qss_exporter.cli",
+    ],
     "qss_exporter.identity": ["qss_exporter."],
     "qss_exporter.state": [
         "qss_exporter.zoom",

@@ -185,3 +185,12 @@ def test_plain_start_up_line_summarises_the_configuration_in_one_redacted_line(t
         assert "pipeline" not in summary
         for secret in ("proc-secret", "older-secret", "the-client-secret", "Bearer tok"):
             assert secret not in agent.log_text()
+
+
+def test_check_config_checks_the_web_configuration_file_too(tmp_path: Path) -> None:
+    web = tmp_path / "web.yml"
+    web.write_text("tls_server_config:\n  cert_file: absent.crt\n  key_file: absent.key\nbasic_auth_users:\n  a: pw\n")
+    result = run_cli("check-config", "--config", str(TESTDATA / "valid-minimal.yaml"), "--web.config.file", str(web))
+    assert result.returncode == 1
+    assert f"  - {web}: tls_server_config.cert_file: cannot read {tmp_path / 'absent.crt'}" in result.stderr
+    assert f"  - {web}: basic_auth_users.a: not a bcrypt hash" in result.stderr

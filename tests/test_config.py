@@ -67,7 +67,7 @@ INVALID: list[tuple[str, list[str]]] = [
     ),
     ("invalid-webhook-tolerance.yaml", ["webhook.timestamp_tolerance_seconds: must be greater than 0, got 0"]),
     ("invalid-webhook-max-body-bytes.yaml", ["webhook.max_body_bytes: must be at least 1024, got 100"]),
-    ("invalid-webhook-max-in-flight.yaml", ["webhook.max_in_flight: expected an integer, got 'many'"]),
+    ("invalid-webhook-max-connections.yaml", ["webhook.max_connections: expected an integer, got 'many'"]),
     (
         "invalid-webhook-insecure-type.yaml",
         ["webhook.insecure_skip_verification: expected true or false, got 'maybe'"],
@@ -217,7 +217,7 @@ def test_several_problems_are_reported_together_in_file_order() -> None:
     assert caught.value.problems == [
         "listen.webhook: port must be 0-65535, got '0.0.0.0:99999'",
         "webhook.path: must start with '/' and hold no spaces, '?' or '#', got 'zoom/webhook'",
-        "webhook.max_in_flight: must be at least 1, got 0",
+        "webhook.max_connections: must be at least 16, got 0",
         "accounts[0].webhook_secret_token: ${QSS_TEST_UNSET} is not set (give ${QSS_TEST_UNSET:-default} for a "
         "default)",
         "accounts[0].client_id: missing (client_secret is set; give both or neither)",
@@ -253,7 +253,10 @@ def test_minimal_config_gets_documented_defaults() -> None:
     assert config.webhook.path == "/zoom/webhook"
     assert config.webhook.timestamp_tolerance_seconds == 300
     assert config.webhook.max_body_bytes == 1_048_576
-    assert config.webhook.max_in_flight == 256
+    assert config.webhook.max_connections == 4096
+    assert config.webhook.header_timeout_seconds == config.webhook.body_timeout_seconds == 5.0
+    assert config.webhook.shed_after_seconds == 1.0
+    assert config.listen.metrics_web_config_file is None
     assert config.webhook.insecure_skip_verification is False
     assert config.accounts[0].webhook_secret_token == (Secret("s3cret-token"),)
     assert config.accounts[0].client_id is None
@@ -376,21 +379,21 @@ def test_numbers_and_booleans_from_environment_validate() -> None:
     config = config_from_mapping(
         {
             "listen": {"metrics": "0.0.0.0:${PORT}"},
-            "webhook": {"max_in_flight": "${INFLIGHT}", "insecure_skip_verification": "${INSECURE}"},
+            "webhook": {"max_connections": "${INFLIGHT}", "insecure_skip_verification": "${INSECURE}"},
             "accounts": [{"name": "acme", "account_id": "abc123"}],
             "histograms": {"buckets": {"zoom_qss_media_jitter_seconds": ["0.1", "${BUCKET}"]}},
         },
         environ=environ,
     )
     assert config.listen.metrics.port == 9100
-    assert config.webhook.max_in_flight == 512
+    assert config.webhook.max_connections == 512
     assert config.webhook.insecure_skip_verification is True
     assert config.histograms.buckets["zoom_qss_media_jitter_seconds"] == (0.1, 0.25)
 
 
 def test_bad_number_from_environment_names_the_value() -> None:
-    problems = problems_of({"webhook": {"max_in_flight": "${N}"}, "accounts": [ACME]}, environ={"N": "lots"})
-    assert problems == ["webhook.max_in_flight: expected an integer, got 'lots'"]
+    problems = problems_of({"webhook": {"max_connections": "${N}"}, "accounts": [ACME]}, environ={"N": "lots"})
+    assert problems == ["webhook.max_connections: expected an integer, got 'lots'"]
 
 
 def test_every_unset_variable_is_reported_once() -> None:
@@ -431,7 +434,7 @@ DOLLAR_TEXT = st.lists(st.sampled_from(["$", "{", "}", ":-", "-", ":", "A", "UNS
 def test_interpolation_raises_nothing_but_config_error(text: str) -> None:
     data = {
         "listen": {"webhook": text},
-        "webhook": {"path": text, "max_in_flight": text},
+        "webhook": {"path": text, "max_connections": text, "shed_after_seconds": text},
         "accounts": [{"name": text, "account_id": text, "webhook_secret_token": [text], "client_secret": text}],
         "sites": [{"name": "s", "cidrs": [text]}],
         "log": {"level": text},

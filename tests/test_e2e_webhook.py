@@ -275,24 +275,55 @@ async def test_unparsable_values_are_counted_by_field_and_not_recorded_as_zero(s
     assert total(after, "zoom_qss_media_jitter_seconds_count", **AUDIO_IN) == 1
 
 
-async def test_overload_answers_503_so_zoom_retries(start_agent: AgentFactory) -> None:
-    running = await start_agent(webhook={"max_in_flight": 1})
+async def test_a_half_sent_body_does_not_take_capacity_from_signed_webhooks(start_agent: AgentFactory) -> None:
+    running = await start_agent()
     host, port = running.webhook_url.split("//")[1].split("/")[0].split(":")
-    # Hold one request open by sending its headers and only part of the body.
-    _reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(f"POST {running.path} HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{{".encode())
-    await writer.drain()
-    for _ in range(100):
-        if running.agent.receiver.in_flight:
-            break
-        await asyncio.sleep(0.01)
-    response = await running.post(qos_body())
-    assert response.status_code == 503
-    assert response.headers["retry-after"] == "60"
-    writer.close()
+    # Requests whose headers look signed but whose body never completes (issue 11: they made every
+    # signed webhook get 503 while they stayed open).
+    body = orjson.dumps(qos_body(participant="held"))
+    signed = running.headers(body)
+    head = "".join(f"{name}: {value}\r\n" for name, value in signed.items())
+    held = []
+    for _ in range(300):
+        _reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(f"POST {running.path} HTTP/1.1\r\nhost: x\r\n{head}content-length: {len(body)}\r\n\r\n{{".encode())
+        held.append(writer)
+    await asyncio.gather(*(writer.drain() for writer in held))
+    responses = [await running.post(qos_body(participant=str(n))) for n in range(5)]
+    assert [response.status_code for response in responses] == [200] * 5
+    for writer in held:
+        writer.close()
     after = await running.scrape()
-    assert total(after, "zoom_qss_webhook_requests_total", outcome="overloaded") == 1
-    assert total(after, "zoom_qss_media_records_total") == 0
+    assert total(after, "zoom_qss_webhook_requests_total", outcome="accepted") == 5
+    assert total(after, "zoom_qss_webhook_requests_total", outcome="overloaded") == 0
+
+
+async def test_requests_that_waited_too_long_for_the_cpu_get_503_and_change_nothing(start_agent: AgentFactory) -> None:
+    running = await start_agent(webhook={"shed_after_seconds": 0.02})
+    host, port = running.webhook_url.split("//")[1].split("/")[0].split(":")
+    # A burst on 600 connections arrives in one event-loop turn: the last ones wait behind the
+    # first ones for well over 20 ms, and must be shed rather than answered late.
+    streams = [await asyncio.open_connection(host, int(port)) for _ in range(600)]
+    for n, (_reader, writer) in enumerate(streams):
+        body = orjson.dumps(qos_body(participant=f"burst-{n}"))
+        head = "".join(f"{name}: {value}\r\n" for name, value in running.headers(body).items())
+        request = f"POST {running.path} HTTP/1.1\r\nhost: x\r\n{head}content-length: {len(body)}\r\n\r\n"
+        writer.write(request.encode() + body)
+    answers = [await reader.read(4096) for reader, _writer in streams]
+    for _reader, writer in streams:
+        writer.close()
+    statuses = [int(answer.split(b" ", 2)[1]) for answer in answers]
+    assert set(statuses) <= {200, 503}
+    shed = [answer for answer in answers if answer.startswith(b"HTTP/1.1 503")]
+    assert shed, "nothing was shed"
+    assert all(b"\r\nretry-after: 60\r\n" in answer for answer in shed)
+    after = await running.scrape()
+    accepted = statuses.count(200)
+    assert total(after, "zoom_qss_webhook_requests_total", outcome="accepted") == accepted
+    assert total(after, "zoom_qss_webhook_requests_total", outcome="overloaded") == len(shed)
+    assert total(after, "zoom_qss_media_records_total") == 4 * accepted
+    # It recovers at once: the next request is served.
+    assert (await running.post(qos_body(participant="after"))).status_code == 200
 
 
 PERSONAL_KEYS = {

@@ -52,6 +52,7 @@ OTLP_NAMES: dict[str, tuple[str, str]] = {
     "zoom_qss_participant_session_quality_total": ("zoom.qss.participant_session.quality", "{session}"),
     # The exporter itself
     "zoom_qss_webhook_requests_total": ("zoom.qss.webhook.requests", "{request}"),
+    "zoom_qss_listener_rejections_total": ("zoom.qss.listener.rejections", "{request}"),
     "zoom_qss_events_total": ("zoom.qss.events", "{event}"),
     "zoom_qss_event_lag_seconds": ("zoom.qss.event.lag", "s"),
     "zoom_qss_parse_errors_total": ("zoom.qss.parse.errors", "{error}"),

@@ -1,8 +1,13 @@
 """The Zoom-facing webhook endpoint: verify the raw body, answer Zoom, hand records to the pipeline.
 
 Order matters and follows ARCHITECTURE.md "Behaviour towards Zoom": size limit, then signature
-(timestamp first), and only then JSON. Everything is answered synchronously within milliseconds,
-after the event is recorded, so a 200 always means "counted" and a 5xx means "retry me".
+(timestamp first), and only then JSON. When a body is slow to follow its headers, the listener's
+guard (server/guard.py) asks `screen` first, so a request without plausible signature headers is
+answered without waiting for its body. Everything is
+answered synchronously within milliseconds, after the event is recorded, so a 200 always means
+"counted" and a 5xx means "retry me". A request that waited longer than `shed_after` for the CPU
+is answered 503 without being looked at: Zoom retries it, where a late 200 would have come after
+Zoom's 3-second timeout.
 
 The one hot route (POST on the webhook path) is served as plain ASGI; everything else on this
 listener goes to a Starlette app (404, 405). Skipping Starlette's Request/Response objects and
@@ -12,6 +17,7 @@ middleware on the hot route measured ~+25 % events/s (bench/README.md).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -24,11 +30,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from qss_exporter.catalogue import WEBHOOK_OUTCOMES as _OUTCOMES
 from qss_exporter.errors import SignatureError
+from qss_exporter.logs import RateLimitedLog
 from qss_exporter.pipeline import Pipeline
+from qss_exporter.server.guard import received_at
 from qss_exporter.store import CounterFamily
 from qss_exporter.zoom.events import decode
 from qss_exporter.zoom.records import InvalidEvent, UnknownEvent, UrlValidation
-from qss_exporter.zoom.signature import url_validation_token, verify
+from qss_exporter.zoom.signature import check_headers, url_validation_token, verify
 
 __all__ = ["WebhookAccount", "WebhookReceiver", "webhook_app"]
 
@@ -37,6 +45,7 @@ log = logging.getLogger(__name__)
 Reply = tuple[int, bytes, list[tuple[bytes, bytes]]]
 _JSON = (b"content-type", b"application/json")
 _OK: Reply = (200, b"", [])
+_RETRY_AFTER = (b"retry-after", b"60")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,36 +69,65 @@ class WebhookReceiver:
         *,
         timestamp_tolerance: float,
         max_body_bytes: int,
-        max_in_flight: int,
+        shed_after: float,
         insecure_skip_verification: bool,
         clock: Callable[[], float],
         source: str = "webhook",
+        path: str = "/zoom/webhook",
     ) -> None:
         self._pipeline = pipeline
         self._outcomes = {outcome: outcomes.handle((outcome,)) for outcome in _OUTCOMES}
         self._secrets = [secret for account in accounts for secret in account.secrets]
         self._tolerance = timestamp_tolerance
         self._max_body = max_body_bytes
-        self._max_in_flight = max_in_flight
+        self._shed_after = shed_after
         self._insecure = insecure_skip_verification
         self._clock = clock
         self._source = source
-        self.in_flight = 0
+        self._path = path
+        self._rejected = RateLimitedLog(log)
 
     def _count(self, outcome: str) -> None:
         self._outcomes[outcome].add(1.0, self._clock())
 
+    # The listener guard's questions (server/guard.py: Admission), asked before the body is read.
+
+    def screen(self, scope: Scope) -> Reply | None:
+        """401 for a webhook whose signature headers are missing, malformed or stale; None to read on."""
+        if self._insecure or scope["method"] != "POST" or scope["path"] != self._path:
+            return None
+        timestamp = signature = None
+        for name, value in scope["headers"]:
+            if name == b"x-zm-request-timestamp":
+                timestamp = value.decode("latin-1")
+            elif name == b"x-zm-signature":
+                signature = value.decode("latin-1")
+        try:
+            check_headers(timestamp, signature, self._clock(), self._tolerance)
+        except SignatureError as error:
+            return self._unauthorised(error)
+        return None
+
+    def too_large(self, scope: Scope) -> Reply:
+        self._count("too_large")
+        return _json(413, {"error": f"body larger than {self._max_body} bytes"})
+
+    def overloaded(self, scope: Scope) -> Reply:
+        # 503 makes Zoom retry the event later (+5, +20, +60 min): nothing is lost.
+        self._count("overloaded")
+        return _json(503, {"error": "overloaded, retry later"}, _RETRY_AFTER)
+
+    def _unauthorised(self, error: SignatureError) -> Reply:
+        self._count(error.reason)
+        self._rejected(error.reason, "rejected webhook: %s", error)
+        return _json(401, {"error": error.reason})
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.in_flight >= self._max_in_flight:
-            # 503 makes Zoom retry the event later (+5, +20, +60 min): nothing is lost.
-            self._count("overloaded")
-            reply = _json(503, {"error": "overloaded, retry later"}, (b"retry-after", b"60"))
+        arrived = received_at(scope)
+        if arrived is not None and time.monotonic() - arrived > self._shed_after:
+            reply = self.overloaded(scope)  # it waited too long for the CPU: Zoom has given up or soon will
         else:
-            self.in_flight += 1
-            try:
-                reply = await self._handle(scope, receive)
-            finally:
-                self.in_flight -= 1
+            reply = await self._handle(scope, receive)
         status, body, headers = reply
         # An explicit length: without one uvicorn would fall back to chunked encoding.
         headers = [*headers, (b"content-length", str(len(body)).encode())]
@@ -130,9 +168,7 @@ class WebhookReceiver:
             try:
                 secret = verify(self._secrets, timestamp, signature, body, self._clock(), self._tolerance)
             except SignatureError as error:
-                self._count(error.reason)
-                log.debug("rejected webhook: %s", error)
-                return _json(401, {"error": error.reason})
+                return self._unauthorised(error)
         try:
             envelope = orjson.loads(body)
         except orjson.JSONDecodeError:

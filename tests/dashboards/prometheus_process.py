@@ -25,11 +25,21 @@ def free_port() -> int:
 class PrometheusProcess:
     """`prometheus` scraping `target` every `interval`, evaluating `rule_files`, its data under `workdir`."""
 
-    def __init__(self, binary: str, workdir: Path, target: str, rule_files: list[Path], interval: str = "1s") -> None:
+    def __init__(
+        self,
+        binary: str,
+        workdir: Path,
+        target: str,
+        rule_files: list[Path],
+        interval: str = "1s",
+        scrape_configs: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """`scrape_configs` replaces the one plain job scraping `target` (TLS, authentication tests)."""
+        jobs = scrape_configs or [{"job_name": "qss-exporter", "static_configs": [{"targets": [target]}]}]
         config = {
             "global": {"scrape_interval": interval, "scrape_timeout": interval, "evaluation_interval": interval},
             "rule_files": [str(path) for path in rule_files],
-            "scrape_configs": [{"job_name": "qss-exporter", "static_configs": [{"targets": [target]}]}],
+            "scrape_configs": jobs,
         }
         self.config = workdir / "prometheus.yml"
         self.config.write_text(yaml.safe_dump(config))

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from qss_exporter.errors import SignatureError
-from qss_exporter.zoom.signature import sign, url_validation_token, verify
+from qss_exporter.zoom.signature import check_headers, sign, url_validation_token, verify
 from tests.samples import load_sample
 
 NOW = 1761317463.0
+SECRET_TOKEN = "a-secret-token"
 
 
 def test_shared_test_vector() -> None:
@@ -64,3 +69,29 @@ def test_signature_is_checked_against_the_timestamp_header() -> None:
     signature = sign("secret", "1761317463", b"{}")
     with pytest.raises(SignatureError):
         verify(["secret"], "1761317464", signature, b"{}", NOW, 300)
+
+
+@given(timestamp=st.one_of(st.none(), st.text()), signature=st.one_of(st.none(), st.text()))
+def test_header_checks_raise_only_signature_errors(timestamp: str | None, signature: str | None) -> None:
+    reason = ""
+    try:
+        stamp, sig = check_headers(timestamp, signature, NOW, 300)
+    except SignatureError as error:
+        reason = error.reason
+    if reason:
+        assert reason in {"missing_signature", "stale_timestamp", "bad_signature"}
+    else:  # what passes is exactly what Zoom sends
+        assert stamp.isascii()
+        assert stamp.isdigit()
+        assert abs(int(stamp) - NOW) <= 300
+        assert re.fullmatch(r"v0=[0-9a-fA-F]{64}", sig)
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    ["\u0661\u0667\u0666\u0661", "\uff11\uff17\uff16\uff11", "1_761_317_463", " 1761317463", "+1761317463", "9" * 13],
+)
+def test_timestamps_that_int_would_take_are_stale(timestamp: str) -> None:
+    with pytest.raises(SignatureError) as caught:
+        verify([SECRET_TOKEN], timestamp, "v0=" + "a" * 64, b"{}", NOW, 300)
+    assert caught.value.reason == "stale_timestamp"
