@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from typing import Any
@@ -26,11 +27,14 @@ from qss_exporter.config import AccountConfig, Config, HostPort, redacted_summar
 from qss_exporter.dedupe import DedupeWindow, ParticipantHistory
 from qss_exporter.detail import DetailSettings, DetailTracker
 from qss_exporter.enrichment import ENRICHMENT_LABELS, ParticipantDirectory, SiteMap
+from qss_exporter.leadership import LeaderFamilies, Leadership, PulledSource
+from qss_exporter.lease import RedisLease
 from qss_exporter.outputs.http import metrics_app
 from qss_exporter.outputs.otlp import OtlpMetrics, OtlpSelfMetrics, build_otlp_metrics
 from qss_exporter.outputs.otlp_logs import QosLogs, build_qos_logs
 from qss_exporter.outputs.otlp_settings import build_resource
 from qss_exporter.pipeline import Pipeline
+from qss_exporter.redis_client import RedisBackend
 from qss_exporter.sources.poller import Poller, build_poller
 from qss_exporter.sources.webhook import WebhookAccount, WebhookReceiver, webhook_app
 from qss_exporter.sources.websocket import WebSocketSettings, WebSocketSource
@@ -57,6 +61,11 @@ class _Server(uvicorn.Server):
     @property
     def port(self) -> int:
         return int(self.servers[0].sockets[0].getsockname()[1])
+
+
+def websocket_source(account: str) -> str:
+    """The `source` label of an account's WebSocket in zoom_qss_leader."""
+    return f"websocket:{account}"
 
 
 def enrichment_labels(config: Config) -> list[str]:
@@ -119,6 +128,7 @@ class Agent:
             self.detail.register(self.store, clock)
             self.pipeline.detail = self.detail
         otlp_self_metrics = OtlpSelfMetrics.register(self.store)
+        leader_families = LeaderFamilies.register(self.store)
         self.catalogue.add_store_metrics()
         self.otlp: OtlpMetrics | None = None
         self.otlp_logs: QosLogs | None = None
@@ -149,6 +159,8 @@ class Agent:
         self.websockets = [
             self._websocket_source(account) for account in config.accounts if account.websocket is not None
         ]
+        self.redis = RedisBackend(config.state.redis) if config.state.backend == "redis" else None
+        self.leadership = self._leadership(leader_families)
         self._servers: dict[str, _Server] = {}
         self._ready = False
         self._stopping = asyncio.Event()
@@ -205,10 +217,47 @@ class Agent:
         )
         return WebSocketSource(settings, tokens, self.pipeline, self.catalogue.websocket, clock=self.clock)
 
+    def _leadership(self, families: LeaderFamilies) -> Leadership:
+        """The pulled sources, each run on the one replica holding its lease (all here with the local backend)."""
+        sources = [PulledSource(websocket_source(ws.settings.account), ws.run) for ws in self.websockets]
+        if self.poller is not None:
+            poller = self.poller
+
+            async def poller_leading(leading: bool) -> None:
+                poller.observing = leading
+                if not leading:
+                    await poller.close_state()
+
+            sources.insert(0, PulledSource("poller", poller.run, poller_leading))
+        if self.redis is None:
+            return Leadership(sources, families)
+        if self.poller is not None:
+            self.poller.observing = False  # until this replica holds the poller's lease
+        client, state = self.redis.client, self.config.state
+        identity = f"{socket.gethostname()}:{os.getpid()}"
+        return Leadership(
+            sources,
+            families,
+            lambda name: RedisLease(
+                client,
+                name,
+                key_prefix=state.redis.key_prefix,
+                lease_seconds=state.leader.lease_seconds,
+                identity=identity,
+            ),
+            lease_seconds=state.leader.lease_seconds,
+            renew_seconds=state.leader.renew_seconds,
+        )
+
     @property
     def ready(self) -> bool:
-        """Both listeners up; and, with websocket.readyz_requires_connection, every WebSocket connected."""
-        if self.config.websocket.readyz_requires_connection and not all(ws.connected for ws in self.websockets):
+        """Both listeners up; with the Redis backend, Redis answered once since the start; and, with
+        websocket.readyz_requires_connection, every WebSocket that runs on this replica connected."""
+        if self.redis is not None and not self.redis.reached:
+            return False
+        if self.config.websocket.readyz_requires_connection and not all(
+            ws.connected for ws in self.websockets if self.leadership.leading(websocket_source(ws.settings.account))
+        ):
             return False
         return self._ready
 
@@ -268,9 +317,9 @@ class Agent:
             background = [group.create_task(self._housekeeping())]
             background += [group.create_task(task(self)) for task in extra_tasks]
             background += [group.create_task(output.run()) for output in (self.otlp, self.otlp_logs) if output]
-            background += [group.create_task(source.run()) for source in self.websockets]
-            if self.poller is not None:
-                background.append(group.create_task(self.poller.run()))
+            background.append(group.create_task(self.leadership.run()))
+            if self.redis is not None:
+                background.append(group.create_task(self.redis.reach()))
             if self._ready:
                 await self._stopping.wait()
             self._ready = False
@@ -284,6 +333,8 @@ class Agent:
             await self._zoom_http.aclose()
         if self.poller is not None:
             await self.poller.close()
+        if self.redis is not None:
+            await self.redis.close()
         log.info("stopped")
 
     async def _housekeeping(self) -> None:

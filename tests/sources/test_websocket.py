@@ -696,7 +696,7 @@ def comparable(samples: Series) -> Series:
     """Everything but the delivery channel's own metrics, with `source` made channel-neutral."""
     out: Series = {}
     for (name, labels), value in samples.items():
-        if re.match(r"zoom_qss_(webhook|websocket|event_lag|series)", name):
+        if re.match(r"zoom_qss_(webhook|websocket|event_lag|series|leader)", name):
             continue
         neutral = frozenset((key, "any" if key == "source" else item) for key, item in labels)
         out[(name, neutral)] = value
