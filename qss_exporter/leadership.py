@@ -139,12 +139,12 @@ class Leadership:
         try:
             change = await self._hold(source, lease, task, confirmed)
         finally:
+            self._m.changes.inc((source.name, change))
             await self._stop(source, task)
             if change in ("lost", "expired"):
                 lease.forget()
             else:
                 await self._release(source, lease)
-            self._m.changes.inc((source.name, change))
         if task.done() and not task.cancelled() and (error := task.exception()) is not None:
             raise error  # the source's own error (a bug) ends the agent, as without leases
 

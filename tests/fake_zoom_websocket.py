@@ -49,6 +49,7 @@ class Connection:
     frames: list[str | bytes] = field(default_factory=list)
     heartbeats: int = 0
     closed: bool = False
+    close_code: int | None = None  # the client's close frame (1000, 1001 ...); 1006 when it just went away
 
 
 @dataclass
@@ -147,6 +148,7 @@ class FakeZoomWebSocket:
         finally:
             self.live[subscription] -= 1
             connection.closed = True
+            connection.close_code = websocket.close_code
             await self._notify()
 
 

@@ -8,9 +8,12 @@ Process-level tests with real agents are in test_replicas.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -21,8 +24,11 @@ from qss_exporter.lease import RedisLease
 from qss_exporter.outputs.prometheus import render
 from qss_exporter.redis_client import build_redis
 from qss_exporter.store import Store
-from tests.conftest import Series, parse_metrics, total
+from tests.conftest import ACCOUNT_ID, AgentFactory, Series, parse_metrics, total
+from tests.fake_zoom import FakeZoom, serve_fake_zoom
+from tests.fake_zoom_api import Call, FakeInstance, FakeZoomApi, participants
 from tests.redis_server import RedisServer
+from tests.sources.test_poller import poller_config
 
 LEASE, RENEW = 1.5, 0.5
 SOURCES = ("poller", "websocket:acme")
@@ -212,3 +218,74 @@ async def test_redis_gone_the_holder_stops_before_its_lease_expires_and_redis_ba
     assert probe.most == 1
     assert {r.name for r in (a, b) for s in SOURCES if r.leader(s) == 1.0} <= {"a", "b"}
     assert sum(r.changes(s, change) for r in (a, b) for s in SOURCES for change in LEADER_CHANGES) >= 4
+
+
+# ------------------------------------------------------------------------------- through the agent
+
+
+def redis_state(url: str) -> dict[str, Any]:
+    return {
+        "backend": "redis",
+        "redis": {"url": url, "connect_timeout_seconds": 0.1, "command_timeout_seconds": 0.1},
+        "leader": {"lease_seconds": LEASE, "renew_seconds": RENEW},
+    }
+
+
+async def test_the_agent_is_not_ready_until_the_configured_redis_answers_and_stays_ready(
+    start_agent: AgentFactory, tmp_path: Path
+) -> None:
+    server = RedisServer(tmp_path / "redis")  # configured, not started yet
+    try:
+        running = await start_agent(state=redis_state(server.url))
+        readyz = running.metrics_url + "/readyz"
+        await asyncio.sleep(0.3)
+        assert (await running.client.get(readyz)).status_code == 503
+        await asyncio.to_thread(server.start)
+        await until(lambda: running.agent.ready, within=5)
+        assert (await running.client.get(readyz)).status_code == 200
+        # Once running, readiness does not follow Redis: webhooks are answered from local state meanwhile.
+        await asyncio.to_thread(server.kill)
+        await asyncio.sleep(2 * RENEW)
+        assert (await running.client.get(readyz)).status_code == 200
+    finally:
+        server.kill()
+
+
+async def test_a_replica_that_loses_the_poller_lease_abandons_the_call_in_flight(
+    start_agent: AgentFactory, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    fake = FakeZoom()
+    api = FakeZoomApi(fake)
+    api.add(FakeInstance(ACCOUNT_ID, "meeting", "m1==", participants(2), ended_at=time.time() - 600))
+    asked, answer = asyncio.Event(), asyncio.Event()
+
+    async def hold(call: Call) -> None:
+        asked.set()
+        await answer.wait()
+
+    api.gate = hold
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(serve_fake_zoom(fake, extra=api.routes))
+        stack.callback(answer.set)  # first of all: the fake's shutdown waits for the held answer
+        running = await start_agent(
+            **poller_config(fake, tmp_path / "state", lookback_hours=2), state=redis_state(redis_server.url)
+        )
+        async with asyncio.timeout(LEASE + 5):
+            await asked.wait()
+        assert running.agent.leadership.leading("poller")
+        client = build_redis(running.agent.config.state.redis)
+        try:
+            await client.set("qss:{leader:poller}", "intruder/0123", px=60_000)
+        finally:
+            await client.aclose()
+        took = await until(lambda: not running.agent.leadership.leading("poller"), within=2 * RENEW + 1)
+        assert took <= RENEW + 0.5  # at its next renewal, without waiting for Zoom's answer
+        series = await running.scrape()
+        assert total(series, "zoom_qss_leader", source="poller") == 0
+        assert total(series, "zoom_qss_leader_changes_total", source="poller", change="lost") == 1
+        answer.set()  # Zoom answers at last: nobody is listening any more
+        await asyncio.sleep(0.3)
+        series = await running.scrape()
+        assert total(series, "zoom_qss_poll_instances_total") == 0
+        assert total(series, "zoom_qss_participant_sessions_total", source="poll") == 0
+        assert len(api.summary_calls()) == 1

@@ -240,7 +240,12 @@ class WebSocketSource:
                 user_agent_header=f"qss-exporter/{__version__}",
                 logger=_PROTOCOL_LOG,
             ) as websocket:
-                return await self._session(websocket, token)
+                try:
+                    return await self._session(websocket, token)
+                except asyncio.CancelledError:
+                    # Stopped (shutdown, or another replica runs this source now): 1001, not the library's 1011.
+                    await websocket.close(CloseCode.GOING_AWAY, "going away")
+                    raise
         except InvalidStatus as error:
             status = error.response.status_code
             reason = "token_refused" if status in _REFUSED_STATUSES else "connect"

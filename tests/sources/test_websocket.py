@@ -812,3 +812,19 @@ async def test_websocket_only_account_needs_no_webhook_secret(
     await zoom_ws.send(WS_MESSAGE)
     await scraped(running, lambda s: total(s, "zoom_qss_participant_sessions_total", source="websocket") == 1)
     assert zoom_ws.current.heartbeats == 0  # real time: the first heartbeat is 30 s away
+
+
+async def test_a_stopped_source_closes_with_going_away_and_can_run_again(rig: RigFactory) -> None:
+    """Shutdown, or another replica taking the source over (leadership.py), cancels `run`: Zoom gets 1001."""
+    r = await rig()
+    first = await r.connected()
+    assert r.task is not None
+    r.task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await r.task
+    await r.server.until(lambda: first.closed)
+    assert first.close_code == 1001
+    assert not r.source.connected
+    assert r.value("zoom_qss_websocket_connected", account="acme") == 0
+    r.task = asyncio.create_task(r.source.run())  # leadership comes back: the same source runs again
+    await r.connected(2, established=2)
