@@ -27,8 +27,10 @@ from qss_exporter.store import Store
 from tests.conftest import ACCOUNT_ID, AgentFactory, Series, parse_metrics, total
 from tests.fake_zoom import FakeZoom, serve_fake_zoom
 from tests.fake_zoom_api import Call, FakeInstance, FakeZoomApi, participants
+from tests.fake_zoom_websocket import FakeZoomWebSocket, serve_fake_zoom_websocket
 from tests.redis_server import RedisServer
 from tests.sources.test_poller import poller_config
+from tests.sources.test_websocket import websocket_config
 
 LEASE, RENEW = 1.5, 0.5
 SOURCES = ("poller", "websocket:acme")
@@ -289,3 +291,37 @@ async def test_a_replica_that_loses_the_poller_lease_abandons_the_call_in_flight
         assert total(series, "zoom_qss_poll_instances_total") == 0
         assert total(series, "zoom_qss_participant_sessions_total", source="poll") == 0
         assert len(api.summary_calls()) == 1
+
+
+async def test_with_the_local_backend_the_agent_runs_every_pulled_source_and_says_so(
+    start_agent: AgentFactory, tmp_path: Path
+) -> None:
+    fake = FakeZoom()
+    async with serve_fake_zoom(fake), serve_fake_zoom_websocket(FakeZoomWebSocket(zoom=fake)) as ws:
+        config = websocket_config(fake, ws.url)
+        config["accounts"][0] |= poller_config(fake, tmp_path / "state")["accounts"][0]
+        running = await start_agent(**config, poller={"enabled": True, "state_dir": str(tmp_path / "state")})
+        await ws.until(lambda: ws.live.get("sub-acme") == 1)
+        series = await running.scrape()
+        assert {source: total(series, "zoom_qss_leader", source=source) for source in SOURCES} == dict.fromkeys(
+            SOURCES, 1.0
+        )
+        assert total(series, "zoom_qss_leader_changes_total") == 0
+
+
+async def test_a_replica_that_does_not_run_the_websocket_is_ready_without_its_connection(
+    start_agent: AgentFactory, redis_server: RedisServer
+) -> None:
+    """websocket.readyz_requires_connection counts the WebSockets this replica runs, not the other's."""
+    fake = FakeZoom()
+    async with serve_fake_zoom(fake), serve_fake_zoom_websocket(FakeZoomWebSocket(zoom=fake)) as ws:
+        config = websocket_config(fake, ws.url, readyz_requires_connection=True)
+        first = await start_agent(**config, state=redis_state(redis_server.url))
+        second = await start_agent(**config, state=redis_state(redis_server.url))
+        agents = (first.agent, second.agent)
+        await until(lambda: any(agent.leadership.leading("websocket:acme") for agent in agents), within=LEASE + 5)
+        await until(lambda: all(agent.ready for agent in agents), within=5)
+        assert sorted(agent.leadership.leading("websocket:acme") for agent in agents) == [False, True]
+        assert ws.max_live == {"sub-acme": 1}
+        for running in (first, second):
+            assert (await running.client.get(running.metrics_url + "/readyz")).status_code == 200

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import NoPermissionError
 
 from qss_exporter.config import config_from_mapping
 from qss_exporter.lease import LeaseLost, RedisLease
@@ -100,3 +101,38 @@ async def test_after_redis_lost_its_keys_only_the_holder_takes_the_lease_back(
     await a.release()
     await settled(client)
     assert await b.acquire() == 2  # once Redis has been up for a lease, a free lease is anybody's
+
+
+async def test_the_documented_acl_is_enough_for_the_lease(redis_server: RedisServer, client: Redis) -> None:
+    """docs/config.md's least-privilege ACL user (state.redis.username) can do everything a lease does."""
+    # The ACL of docs/config.md: ACL SETUSER qss on >acl-pass ~qss:* +@connection +@read +@write +@scripting +info
+    await client.acl_setuser(
+        "qss",
+        enabled=True,
+        passwords=["+acl-pass"],
+        keys=["qss:*"],
+        categories=["+@connection", "+@read", "+@write", "+@scripting"],
+        commands=["+info"],
+    )
+    config = config_from_mapping(
+        {
+            "accounts": [ACME],
+            "state": {
+                "backend": "redis",
+                "redis": {"url": redis_server.url, "username": "qss", "password": "acl-pass"},
+            },
+        },
+        environ={},
+    )
+    restricted = build_redis(config.state.redis)
+    try:
+        held = lease(restricted, "a")
+        assert await held.acquire() == 1
+        assert await held.renew() == 1
+        assert await held.fenced(WRITE, ["qss:data"], ["ok"]) == b"OK"
+        assert await held.holder() == "a"
+        assert await held.release() is True
+        with pytest.raises(NoPermissionError):
+            await restricted.set("other:key", "outside the prefix")
+    finally:
+        await restricted.aclose()
