@@ -82,6 +82,9 @@ OTLP_NAMES: dict[str, tuple[str, str]] = {
     "zoom_qss_poll_instances_total": ("zoom.qss.poll.instances", "{instance}"),
     "zoom_qss_poll_backlog": ("zoom.qss.poll.backlog", "{instance}"),
     "zoom_qss_poll_oldest_pending_age_seconds": ("zoom.qss.poll.oldest_pending_age", "s"),
+    # Leadership of pulled sources
+    "zoom_qss_leader": ("zoom.qss.leader", ""),
+    "zoom_qss_leader_changes_total": ("zoom.qss.leader.changes", "{change}"),
 }
 
 _SUFFIX_UNITS = (("_bytes_per_second", "By/s"), ("_seconds", "s"))
