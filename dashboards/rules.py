@@ -314,6 +314,26 @@ def _exporter_alerts() -> tuple[Alert, ...]:
             "10m",
         ),
         Alert(
+            "QssExporterNoLeader",
+            "sum by (job, source) (zoom_qss_leader) == 0",
+            "warning",
+            "No replica runs {{ $labels.source }} ({{ $labels.job }})",
+            "No qss-exporter replica has run the pulled source {{ $labels.source }} for 2 minutes, longer than a "
+            "takeover takes: the replicas cannot reach Redis, so nobody holds its lease. Webhooks are still counted; "
+            "the poller's summaries or the WebSocket's events are not.",
+            "2m",
+        ),
+        Alert(
+            "QssExporterSeveralLeaders",
+            "sum by (job, source) (zoom_qss_leader) > 1",
+            "critical",
+            "{{ $value }} replicas run {{ $labels.source }} at once ({{ $labels.job }})",
+            "{{ $value }} qss-exporter replicas have run the pulled source {{ $labels.source }} at the same time for 2 "
+            "minutes: replicas with state.backend local, or with different Redis servers or key prefixes. Each "
+            "calls Zoom on its own, spending the API budget or holding a second WebSocket connection.",
+            "2m",
+        ),
+        Alert(
             "QssExporterParseErrors",
             f"{_by('job, field', 'increase(zoom_qss_parse_errors_total[1h])')} > 10",
             "info",

@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -32,11 +33,14 @@ from qss_exporter.dedupe import DedupeWindow, ParticipantHistory
 from qss_exporter.detail import DetailSettings, DetailTracker
 from qss_exporter.enrichment import ENRICHMENT_LABELS, ParticipantDirectory, SiteMap
 from qss_exporter.errors import ConfigError
+from qss_exporter.leadership import LeaderFamilies, Leadership, PulledSource
+from qss_exporter.lease import RedisLease
 from qss_exporter.outputs.http import metrics_app
 from qss_exporter.outputs.otlp import OtlpMetrics, OtlpSelfMetrics, build_otlp_metrics
 from qss_exporter.outputs.otlp_logs import QosLogs, build_qos_logs
 from qss_exporter.outputs.otlp_settings import build_resource
 from qss_exporter.pipeline import Pipeline
+from qss_exporter.redis_client import RedisBackend
 from qss_exporter.runtime import RuntimeMetrics
 from qss_exporter.server.guard import Guard, ListenerLimits, protocol_class
 from qss_exporter.server.serving import Listener, raise_open_file_limit
@@ -74,6 +78,11 @@ METRICS_LIMITS = ListenerLimits(
     max_buffered_body_bytes=1_048_576,
     max_connections=128,
 )
+
+
+def websocket_source(account: str) -> str:
+    """The `source` label of an account's WebSocket in zoom_qss_leader."""
+    return f"websocket:{account}"
 
 
 def enrichment_labels(config: Config) -> list[str]:
@@ -136,6 +145,7 @@ class Agent:
             self.detail.register(self.store, clock)
             self.pipeline.detail = self.detail
         otlp_self_metrics = OtlpSelfMetrics.register(self.store)
+        leader_families = LeaderFamilies.register(self.store)
         self.catalogue.add_store_metrics()
         RuntimeMetrics().register(self.store)  # process_* and python_*: read at scrape / export time only
         self.otlp: OtlpMetrics | None = None
@@ -172,6 +182,8 @@ class Agent:
         self.web_config: WebConfig | None = load_web_config(path) if path else None
         self.tls: ServerTls | None = None
         self.web_auth: WebAuth | None = None
+        self.redis = RedisBackend(config.state.redis) if config.state.backend == "redis" else None
+        self.leadership = self._leadership(leader_families)
         self._servers: dict[str, Listener] = {}
         self._ready = False
         self._stopping = asyncio.Event()
@@ -263,10 +275,47 @@ class Agent:
         )
         return WebSocketSource(settings, tokens, self.pipeline, self.catalogue.websocket, clock=self.clock)
 
+    def _leadership(self, families: LeaderFamilies) -> Leadership:
+        """The pulled sources, each run on the one replica holding its lease (all here with the local backend)."""
+        sources = [PulledSource(websocket_source(ws.settings.account), ws.run) for ws in self.websockets]
+        if self.poller is not None:
+            poller = self.poller
+
+            async def poller_leading(leading: bool) -> None:
+                poller.observing = leading
+                if not leading:
+                    await poller.close_state()
+
+            sources.insert(0, PulledSource("poller", poller.run, poller_leading))
+        if self.redis is None:
+            return Leadership(sources, families)
+        if self.poller is not None:
+            self.poller.observing = False  # until this replica holds the poller's lease
+        client, state = self.redis.client, self.config.state
+        identity = f"{socket.gethostname()}:{os.getpid()}"
+        return Leadership(
+            sources,
+            families,
+            lambda name: RedisLease(
+                client,
+                name,
+                key_prefix=state.redis.key_prefix,
+                lease_seconds=state.leader.lease_seconds,
+                identity=identity,
+            ),
+            lease_seconds=state.leader.lease_seconds,
+            renew_seconds=state.leader.renew_seconds,
+        )
+
     @property
     def ready(self) -> bool:
-        """Both listeners up; and, with websocket.readyz_requires_connection, every WebSocket connected."""
-        if self.config.websocket.readyz_requires_connection and not all(ws.connected for ws in self.websockets):
+        """Both listeners up; with the Redis backend, Redis answered once since the start; and, with
+        websocket.readyz_requires_connection, every WebSocket that runs on this replica connected."""
+        if self.redis is not None and not self.redis.reached:
+            return False
+        if self.config.websocket.readyz_requires_connection and not all(
+            ws.connected for ws in self.websockets if self.leadership.leading(websocket_source(ws.settings.account))
+        ):
             return False
         return self._ready
 
@@ -355,11 +404,12 @@ class Agent:
             # `is not None`: the log output has a length (its queue), so it is falsy while nothing is queued.
             outputs = [output for output in (self.otlp, self.otlp_logs) if output is not None]
             background += [group.create_task(output.run()) for output in outputs]
-            background += [group.create_task(source.run()) for source in self.websockets]
             if self.detail is not None:  # the worst-N ranking, every detail.worst.interval_seconds
                 background.append(group.create_task(self.detail.run(self.clock)))
-            if self.poller is not None:
-                background.append(group.create_task(self.poller.run()))
+            # The poller and the WebSockets run where this replica holds their lease (always, on one replica).
+            background.append(group.create_task(self.leadership.run()))
+            if self.redis is not None:
+                background.append(group.create_task(self.redis.reach()))
             if self._ready:
                 await self._stopping.wait()
             self._ready = False
@@ -383,11 +433,13 @@ class Agent:
             closing.append(self._zoom_http.aclose())
         if self.poller is not None:
             closing.append(self.poller.close())
+        if self.redis is not None:
+            closing.append(self.redis.close())
         if closing:
             try:
                 await asyncio.wait_for(asyncio.gather(*closing), max(0.1, self.exit_deadline - time.monotonic() - 0.5))
             except TimeoutError:
-                log.warning("closing the Zoom clients did not finish within the shutdown budget")
+                log.warning("closing the Zoom and Redis clients did not finish within the shutdown budget")
 
     async def _watch_web_config(self, current: WebConfig) -> None:
         """Pick up changed certificate files and a changed web configuration file, as exporter-toolkit does."""

@@ -9,6 +9,7 @@ import hmac
 import ipaddress
 import os
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ __all__ = [
     "HostPort",
     "IPNetwork",
     "LabelsConfig",
+    "LeaderConfig",
     "LimitsConfig",
     "ListenConfig",
     "LogConfig",
@@ -54,8 +56,11 @@ __all__ = [
     "OtlpLogsConfig",
     "PipelineConfig",
     "PollerConfig",
+    "RedisConfig",
+    "RedisUrl",
     "Secret",
     "SiteConfig",
+    "StateConfig",
     "WebSocketConfig",
     "WebhookConfig",
     "ZoomConfig",
@@ -68,9 +73,10 @@ __all__ = [
 _REDACTED = "<secret>"
 # Keys whose values are secrets: never echoed in an error; `KEY_file` reads them from a file.
 _MULTI_SECRET_KEYS = ("webhook_secret_token",)
-_SINGLE_SECRET_KEYS = ("client_secret", "hash_key", "participant_id_hash_key")
+_SINGLE_SECRET_KEYS = ("client_secret", "hash_key", "participant_id_hash_key", "password")
 _SECRET_KEYS = frozenset(_MULTI_SECRET_KEYS + _SINGLE_SECRET_KEYS)
 _INSECURE = "insecure_skip_verification"
+_BASE_DIR = "base_dir"  # validation context: where relative file paths start
 _MISSING_SECRET = (
     "missing (give webhook_secret_token or webhook_secret_token_file, "
     "or set webhook.insecure_skip_verification for local testing)"
@@ -175,6 +181,75 @@ class HostPort:
             return cls.parse(value)
         except ValueError as exc:
             raise problems_error([((), str(exc))]) from None
+
+
+@dataclass(frozen=True, slots=True)
+class RedisUrl:
+    """A `redis://` or `rediss://` URL, parsed; `str()` shows it with any password as `<secret>`."""
+
+    tls: bool
+    host: str  # no brackets (ready to connect)
+    port: int = 6379
+    db: int = 0
+    username: str | None = None
+    password: Secret | None = None
+
+    def __str__(self) -> str:
+        user = urllib.parse.quote(self.username, safe="") if self.username else ""
+        userinfo = f"{user}:{_REDACTED}@" if self.password is not None else f"{user}@" if user else ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'rediss' if self.tls else 'redis'}://{userinfo}{host}:{self.port}/{self.db}"
+
+    @classmethod
+    def parse(cls, text: str) -> RedisUrl:
+        """Parse a Redis URL; raises ValueError naming what is wrong, never echoing a password."""
+        try:
+            parts = urllib.parse.urlsplit(text.strip())
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"not a URL with a valid port, got {_without_userinfo(text)!r}") from None
+        shown = _without_userinfo(text)
+        if parts.scheme not in ("redis", "rediss"):
+            raise ValueError(f"expected a redis:// or rediss:// (TLS) URL, got {shown!r}")
+        if not parts.hostname:
+            raise ValueError(f"the URL names no host, got {shown!r}")
+        if parts.query or parts.fragment:
+            raise ValueError(f"URL query options are not supported (use the state.redis keys), got {shown!r}")
+        path = parts.path.strip("/")
+        if path and not re.fullmatch(r"[0-9]{1,5}", path):
+            raise ValueError(f"the URL path is the database number (e.g. /0), got {shown!r}")
+        username = urllib.parse.unquote(parts.username) if parts.username else None
+        password = urllib.parse.unquote(parts.password) if parts.password else None
+        return cls(
+            parts.scheme == "rediss",
+            parts.hostname,
+            port if port is not None else 6379,
+            int(path or 0),
+            username,
+            Secret(password) if password else None,
+        )
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        serializer = core_schema.plain_serializer_function_ser_schema(str)
+        return core_schema.no_info_plain_validator_function(cls._validate, serialization=serializer)
+
+    @classmethod
+    def _validate(cls, value: object) -> RedisUrl:
+        if isinstance(value, RedisUrl):
+            return value
+        if not isinstance(value, str):
+            raise problems_error([((), f"expected a redis:// URL string, got {_loading.describe(value)}")])
+        try:
+            return cls.parse(value)
+        except ValueError as exc:
+            raise problems_error([((), str(exc))]) from None
+
+
+def _without_userinfo(text: str) -> str:
+    """`text` with everything between `//` and the last `@` shown as `<secret>`: a URL's password, even one
+    holding an unencoded `/` or `@`, never reaches a message."""
+    return re.sub(r"//.*@", f"//{_REDACTED}@", text, flags=re.DOTALL)
 
 
 def _is_ip(text: str, kind: type[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> bool:
@@ -609,6 +684,104 @@ class DetailConfig(_Section):
         return self
 
 
+def _readable(path: Path, info: ValidationInfo) -> Path:
+    """A file the agent can read; a relative path is taken from the configuration file's directory."""
+    base = info.context.get(_BASE_DIR) if info.context else None
+    if base is not None:
+        path = base / path
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise problems_error([((), f"cannot read {path}: {exc.strerror or type(exc).__name__}")]) from None
+    return path
+
+
+_ReadableFile = Annotated[Path, AfterValidator(_readable)]
+_ShortSeconds = Annotated[float, Field(gt=0, le=60, allow_inf_nan=False)]
+
+
+class RedisConfig(_Section):
+    """How to reach Redis when `state.backend` is `redis` (docs/config.md); qss_exporter/redis_client.py connects."""
+
+    url: RedisUrl = RedisUrl(tls=False, host="localhost")
+    username: Annotated[str, Field(min_length=1)] | None = None
+    password: Secret | None = None
+    password_file: Path | None = None  # informational: load_config has read it into password
+    ca_file: _ReadableFile | None = None
+    cert_file: _ReadableFile | None = None
+    key_file: _ReadableFile | None = None
+    key_prefix: Annotated[
+        str,
+        _check(re.compile(r"[A-Za-z0-9_.:-]{1,64}").fullmatch, "must be 1-64 letters, digits, '_', '.', ':' or '-'"),
+    ] = "qss:"
+    # Small on purpose: a webhook must never wait long on Redis (its 3 s budget belongs to Zoom).
+    connect_timeout_seconds: _ShortSeconds = 1.0
+    command_timeout_seconds: _ShortSeconds = 0.25
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        problems: list[Problem] = []
+        if self.password is not None and self.url.password is not None:
+            problems.append((("password",), "the url holds a password already; give it in one place"))
+        if self.username is not None and self.url.username is not None:
+            problems.append((("username",), "the url names a user already; give it in one place"))
+        if (self.cert_file is None) != (self.key_file is None):
+            missing = "key_file" if self.key_file is None else "cert_file"
+            problems.append(((missing,), "missing (a client certificate needs both cert_file and key_file)"))
+        if not self.url.tls:
+            problems += [
+                ((name,), "needs a rediss:// url (TLS)")
+                for name in ("ca_file", "cert_file", "key_file")
+                if getattr(self, name) is not None
+            ]
+        if problems:
+            raise problems_error(problems)
+        return self
+
+    @property
+    def effective_username(self) -> str | None:
+        return self.username if self.username is not None else self.url.username
+
+    @property
+    def effective_password(self) -> Secret | None:
+        return self.password if self.password is not None else self.url.password
+
+
+class LeaderConfig(_Section):
+    """The lease that picks the one replica running the poller and each WebSocket (docs/deploy.md)."""
+
+    lease_seconds: Annotated[float, Field(ge=1, le=300, allow_inf_nan=False)] = 15.0
+    renew_seconds: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 5.0
+
+    @model_validator(mode="after")
+    def _renewals_fit(self) -> Self:
+        # Two renewals must fail before the holder steps down, with a renewal interval to spare for stopping.
+        if self.renew_seconds * 3 > self.lease_seconds:
+            message = f"must be at most a third of lease_seconds ({self.lease_seconds:g}), got {self.renew_seconds:g}"
+            raise problems_error([(("renew_seconds",), message)])
+        return self
+
+
+class StateConfig(_Section):
+    """Where state shared between replicas lives: `local` (one replica, memory) or `redis`."""
+
+    backend: Literal["local", "redis"] = "local"
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    leader: LeaderConfig = Field(default_factory=LeaderConfig)
+
+    @model_validator(mode="after")
+    def _timeouts_fit(self) -> Self:
+        redis, renew = self.redis, self.leader.renew_seconds
+        if self.backend == "redis" and redis.connect_timeout_seconds + redis.command_timeout_seconds >= renew:
+            message = (
+                f"connect_timeout_seconds + command_timeout_seconds must be below state.leader.renew_seconds "
+                f"({renew:g}), got {redis.connect_timeout_seconds + redis.command_timeout_seconds:g}"
+            )
+            raise problems_error([(("redis", "command_timeout_seconds"), message)])
+        return self
+
+
 class Config(_Section):
     """The whole configuration. Build it with `load_config` or `config_from_mapping`."""
 
@@ -626,6 +799,7 @@ class Config(_Section):
     otlp: OtlpConfig = Field(default_factory=OtlpConfig)
     detail: DetailConfig = Field(default_factory=DetailConfig)
     poller: PollerConfig = Field(default_factory=PollerConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
 
     @field_validator("accounts")
     @classmethod
@@ -727,7 +901,8 @@ def config_from_mapping(
     explained |= file_explained
     config: Config | None = None
     try:
-        config = Config.model_validate(raw, context={_INSECURE: _insecure_flag(raw)})
+        context = {_INSECURE: _insecure_flag(raw), _BASE_DIR: base_dir or Path.cwd()}
+        config = Config.model_validate(raw, context=context)
     except ValidationError as exc:
         found = _loading.validation_problems(exc, Config, raw, _SECRET_KEYS, references)
         add(found)

@@ -7,8 +7,9 @@ import copy
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from qss_exporter.app import Agent
 from qss_exporter.config import config_from_mapping
 from qss_exporter.zoom.signature import sign
+from tests.redis_server import RedisServer
 
 SECRET = "test-secret-token"
 ROTATED_SECRET = "rotated-secret-token"
@@ -153,3 +155,12 @@ def promtool() -> str:
             pytest.fail("promtool is required in CI (Debian package prometheus)")
         pytest.skip("promtool not installed (Debian package prometheus)")
     return path
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A started redis-server on a free loopback port (no persistence); killed after the test."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.kill()

@@ -97,6 +97,25 @@ FORBIDDEN = {
         "qss_exporter.config",
         "qss_exporter.app",
     ],
+    # Redis and the leader lease know nothing of Zoom or the pipeline; leadership.py starts and stops
+    # sources it is handed (app.py wires them) and imports none.
+    "qss_exporter.redis_client": [
+        "qss_exporter.zoom",
+        "qss_exporter.sources",
+        "qss_exporter.outputs",
+        "qss_exporter.pipeline",
+        "qss_exporter.store",
+        "qss_exporter.app",
+    ],
+    "qss_exporter.lease": ["qss_exporter."],
+    "qss_exporter.leadership": [
+        "qss_exporter.zoom",
+        "qss_exporter.sources",
+        "qss_exporter.outputs",
+        "qss_exporter.pipeline",
+        "qss_exporter.config",
+        "qss_exporter.app",
+    ],
     "qss_exporter.detail": [
         "qss_exporter.sources",
         "qss_exporter.outputs",

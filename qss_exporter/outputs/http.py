@@ -23,7 +23,7 @@ _LANDING = f"""<!doctype html>
 <ul>
 <li><a href="metrics">metrics</a></li>
 <li><a href="healthz">healthz</a> (alive)</li>
-<li><a href="readyz">readyz</a> (listeners up, configuration loaded)</li>
+<li><a href="readyz">readyz</a> (listeners up, configuration loaded; with state.backend redis, Redis answered)</li>
 </ul>
 </body></html>
 """

@@ -95,6 +95,9 @@ OTLP_NAMES: dict[str, tuple[str, str]] = {
     "python_gc_objects_collected_total": ("python.gc.objects_collected", "{object}"),
     "python_gc_objects_uncollectable_total": ("python.gc.objects_uncollectable", "{object}"),
     "python_gc_collections_total": ("python.gc.collections", "{collection}"),
+    # Leadership of pulled sources
+    "zoom_qss_leader": ("zoom.qss.leader", ""),
+    "zoom_qss_leader_changes_total": ("zoom.qss.leader.changes", "{change}"),
 }
 
 _SUFFIX_UNITS = (("_bytes_per_second", "By/s"), ("_seconds", "s"))

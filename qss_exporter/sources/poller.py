@@ -120,6 +120,8 @@ class Poller:
         self._runs: dict[str, _Run] = {}
         self._flush_lock = asyncio.Lock()
         self._gauges_refreshed = 0.0
+        # Off while another replica polls (leadership.py): instances seen here would never be polled.
+        self.observing = True
         for account in accounts:
             for outcome in TOKEN_OUTCOMES:
                 families.token_requests.inc((account.name, outcome), 0)
@@ -142,7 +144,12 @@ class Poller:
 
     def observe(self, record: Record, source: str) -> None:
         """Pipeline listener: remember which instances had records, in memory; `_flush` writes them."""
-        if source == "poll" or isinstance(record, PhoneQosRecord) or record.account_id not in self._owners:
+        if (
+            not self.observing
+            or source == "poll"
+            or isinstance(record, PhoneQosRecord)
+            or record.account_id not in self._owners
+        ):
             return
         key = (record.account_id, record.product, record.instance)  # a plain tuple: built per record
         if record.__class__ is QosRecord:  # ~95 % of all records: the cheap path
@@ -192,16 +199,20 @@ class Poller:
                     group.create_task(self._supervise(f"{run.account.name} sweep", functools.partial(self._sweep, run)))
 
     async def close(self, *, flush: bool = True) -> None:
-        """Write what is still in memory and close the state file (after `run` was cancelled).
+        """Write what is still in memory and close the state file and the HTTP client (after `run` was cancelled).
 
         `flush=False` drops the unwritten sightings, as a crash would (tests).
         """
+        await self.close_state(flush=flush)
+        await self._client.aclose()
+
+    async def close_state(self, *, flush: bool = True) -> None:
+        """Write what is still in memory and close the state file; `run` may start again (leadership.py)."""
         if self._state is not None:
             if flush:
                 await self._flush()
             await self._state.close()
             self._state = None
-        await self._client.aclose()
 
     def _api(self, account: PollAccount, state: State) -> ZoomApi:
         settings, name = self._settings, account.name

@@ -178,7 +178,13 @@ async def test_every_series_in_otlp_equals_metrics_at_the_same_moment(
                 assert data.aggregation_temporality == AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 
 
-UNCONFIGURED_FAMILY_PREFIXES = ("zoom_qss_websocket_", "zoom_qss_api_", "zoom_qss_oauth_", "zoom_qss_poll_")
+UNCONFIGURED_FAMILY_PREFIXES = (
+    "zoom_qss_websocket_",
+    "zoom_qss_api_",
+    "zoom_qss_oauth_",
+    "zoom_qss_poll_",
+    "zoom_qss_leader",  # one series per pulled source: none without a poller or a WebSocket
+)
 
 
 async def test_names_translate_to_exactly_the_metrics_families(

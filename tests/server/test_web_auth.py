@@ -69,7 +69,10 @@ async def test_guessing_passwords_gets_429_beyond_a_short_queue_and_never_slows_
     assert set(answers) == {401, 429}
     assert answers.count(401) <= MAX_WAITING + 1
     assert auth.checks == answers.count(401)
-    assert max(latencies) < 0.1, f"a webhook waited {max(latencies) * 1000:.0f} ms behind bcrypt"
+    # Were bcrypt on the event loop, nearly every webhook would wait ~100 ms per queued check; the 90th
+    # percentile (not the maximum: one scheduling hiccup on a shared machine is not what this tests) shows it.
+    p90 = sorted(latencies)[len(latencies) * 9 // 10]
+    assert p90 < 0.1, f"webhooks waited {p90 * 1000:.0f} ms (90th percentile) behind bcrypt"
 
 
 async def test_rate_limit_headers_and_a_changed_file(start_agent: AgentFactory, tmp_path: Path) -> None:

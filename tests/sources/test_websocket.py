@@ -701,7 +701,7 @@ def comparable(samples: Series) -> Series:
     """Everything but the delivery channel's own metrics, with `source` made channel-neutral."""
     out: Series = {}
     for (name, labels), value in samples.items():
-        if re.match(r"zoom_qss_(webhook|websocket|event_lag|series)|process_|python_", name):
+        if re.match(r"zoom_qss_(webhook|websocket|event_lag|series|leader)|process_|python_", name):
             continue
         neutral = frozenset((key, "any" if key == "source" else item) for key, item in labels)
         out[(name, neutral)] = value
@@ -903,3 +903,19 @@ async def test_sigterm_closes_the_websocket_normally(
         await asyncio.to_thread(agent.kill)
     assert connection.close_code == 1001
     assert "unexpected error" not in agent.log_text()
+
+
+async def test_a_stopped_source_closes_with_going_away_and_can_run_again(rig: RigFactory) -> None:
+    """Shutdown, or another replica taking the source over (leadership.py), cancels `run`: Zoom gets 1001."""
+    r = await rig()
+    first = await r.connected()
+    assert r.task is not None
+    r.task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await r.task
+    await r.server.until(lambda: first.closed)
+    assert first.close_code == 1001
+    assert not r.source.connected
+    assert r.value("zoom_qss_websocket_connected", account="acme") == 0
+    r.task = asyncio.create_task(r.source.run())  # leadership comes back: the same source runs again
+    await r.connected(2, established=2)
