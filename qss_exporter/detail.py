@@ -442,6 +442,7 @@ class DetailTracker:
             "Detail series exposed (a meeting reserves 13), held under detail.max_series.",
             (),
             lambda: [Sample((), float(self.series))],
+            capped=False,
         )
         store.callback(
             "zoom_qss_detail_series_refused_total",
@@ -449,6 +450,7 @@ class DetailTracker:
             ("kind",),
             lambda: [Sample((kind,), float(n)) for kind, n in self.refused.items()],
             type="counter",
+            capped=False,
         )
         store.callback(
             "zoom_qss_detail_tracked",
@@ -458,6 +460,7 @@ class DetailTracker:
                 Sample(("participants",), float(len(self._participants))),
                 Sample(("meetings",), float(len(self._meetings))),
             ],
+            capped=False,
         )
 
     def _plain(self, m: _Meeting, p: _Participant | None) -> tuple[str, ...]:

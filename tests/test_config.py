@@ -34,7 +34,7 @@ MISSING_SECRET = (
 )
 ACCOUNT_KEYS = (
     "name, account_id, webhook_secret_token, webhook_secret_token_file, client_id, client_secret, client_secret_file, "
-    "websocket, sub_accounts"
+    "websocket, sub_accounts, undeclared_sub_accounts"
 )
 
 # Every section, in the order the message lists them (sections are added by several features at once).

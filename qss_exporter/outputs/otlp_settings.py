@@ -29,6 +29,7 @@ from opentelemetry.sdk.resources import Resource
 from qss_exporter import __version__
 from qss_exporter.config import OtlpConfig
 from qss_exporter.errors import ConfigError
+from qss_exporter.redaction import redact_url
 
 _E = TypeVar("_E", MetricExporter, LogRecordExporter)
 
@@ -64,10 +65,10 @@ class ExportSettings:
     temporality: Literal["cumulative", "delta", "lowmemory"]
 
     def describe(self) -> str:
-        """A one-line summary for the start-up log (header values are secrets: names only)."""
+        """A one-line summary for the start-up log (header values and URL user-info are secrets: not shown)."""
         headers = ",".join(sorted(self.headers)) or "none"
         return (
-            f"{self.signal} via {self.protocol} to {self.endpoint} every {self.interval:g}s "
+            f"{self.signal} via {self.protocol} to {redact_url(self.endpoint)} every {self.interval:g}s "
             f"(timeout {self.timeout:g}s, {self.temporality}, compression {self.compression}, headers {headers})"
         )
 

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from qss_exporter.catalogue import WEBHOOK_OUTCOMES as _OUTCOMES
 from qss_exporter.errors import SignatureError
+from qss_exporter.logs import LogThrottle, shown
 from qss_exporter.pipeline import Pipeline
 from qss_exporter.store import CounterFamily
 from qss_exporter.zoom.events import decode
@@ -67,7 +68,14 @@ class WebhookReceiver:
     ) -> None:
         self._pipeline = pipeline
         self._outcomes = {outcome: outcomes.handle((outcome,)) for outcome in _OUTCOMES}
-        self._secrets = [secret for account in accounts for secret in account.secrets]
+        # Which configured accounts each secret speaks for (usually one; two entries may share an app).
+        self._speakers: dict[str, tuple[str, ...]] = {}
+        for account in accounts:
+            for secret in account.secrets:
+                self._speakers[secret] = (*self._speakers.get(secret, ()), account.name)
+        self._secrets = list(self._speakers)
+        self._everyone = tuple(account.name for account in accounts)  # insecure_skip_verification
+        self._throttle = LogThrottle()
         self._tolerance = timestamp_tolerance
         self._max_body = max_body_bytes
         self._max_in_flight = max_in_flight
@@ -150,6 +158,20 @@ class WebhookReceiver:
             self._count("malformed")
             self._pipeline.count_parse_error(decoded.field)
             return _json(400, {"error": f"not a usable Zoom event: {decoded.field} missing or invalid"})
+        # The secret that verified the request decides which accounts it may speak for (docs/security.md).
+        speakers = self._everyone if self._insecure else self._speakers[secret]
+        refusal = self._pipeline.accounts.check(speakers, decoded.account_id)
+        if refusal is not None:
+            self._count(refusal)
+            if (held := self._throttle.allow(refusal)) is not None:
+                log.warning(
+                    "refused a webhook (%s): account_id %s is not %s's (%d more since the last such line)",
+                    refusal,
+                    shown(decoded.account_id),
+                    "/".join(speakers),
+                    held,
+                )
+            return _json(403, {"error": f"{refusal}: this secret token does not deliver events of that account"})
         try:
             accepted = self._pipeline.ingest(decoded, self._source)
         except Exception:

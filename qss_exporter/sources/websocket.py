@@ -30,7 +30,9 @@ from qss_exporter.catalogue import (
     WebSocketFamilies,
 )
 from qss_exporter.errors import ZoomApiError
+from qss_exporter.logs import LogThrottle, shown
 from qss_exporter.pipeline import Pipeline
+from qss_exporter.redaction import redact_url
 from qss_exporter.zoom.events import Decoded
 from qss_exporter.zoom.oauth import AccessToken, TokenProvider
 from qss_exporter.zoom.records import InvalidEvent, UnknownEvent, UrlValidation
@@ -137,6 +139,7 @@ class WebSocketSource:
         self._grant = 0
         self._grant_confirmed = False
         self.connected = False
+        self._throttle = LogThrottle()
         account = (settings.account,)
         families.connected.set(account, 0)
         for reason in WEBSOCKET_CONNECT_FAILURES:
@@ -163,7 +166,9 @@ class WebSocketSource:
         """Connect, and reconnect after every ending, until cancelled."""
         settings = self.settings
         attempt = 0
-        log.info("websocket %s: subscription %s via %s", settings.account, settings.subscription_id, settings.url)
+        log.info(
+            "websocket %s: subscription %s via %s", settings.account, settings.subscription_id, redact_url(settings.url)
+        )
         try:
             while True:
                 try:
@@ -377,6 +382,17 @@ class WebSocketSource:
             outcome = "malformed"
         elif isinstance(decoded, UnknownEvent | UrlValidation):
             outcome = "unknown_event"
+        elif (refusal := self._pipeline.accounts.check((account,), decoded.account_id)) is not None:
+            # A subscription speaks for its own account and its sub-accounts only.
+            outcome = refusal
+            if (held := self._throttle.allow(refusal)) is not None:
+                log.warning(
+                    "websocket %s: refused an event (%s) of account_id %s (%d more since the last such line)",
+                    account,
+                    refusal,
+                    shown(decoded.account_id),
+                    held,
+                )
         else:
             try:
                 outcome = "accepted" if self._pipeline.ingest(decoded, "websocket") else "duplicate"
