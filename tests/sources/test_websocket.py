@@ -752,6 +752,31 @@ async def test_same_event_by_webhook_and_websocket_counts_once(
     assert total(samples, "zoom_qss_events_total") == 2
 
 
+async def test_a_subscription_speaks_for_its_own_account_and_sub_accounts_only(
+    zoom: FakeZoom, zoom_ws: FakeZoomWebSocket, start_agent: AgentFactory
+) -> None:
+    config = websocket_config(zoom, zoom_ws.url)
+    config["accounts"][0]["sub_accounts"] = ["SubOfAcme000000000001"]
+    running = await start_agent(**config)
+    connection = await zoom_ws.until_connections(1)
+    other_tenant = load_sample("session.user_qos")  # acme-health's account: not acme's to deliver
+    stranger = load_sample("meeting.participant_qos")
+    stranger["payload"]["account_id"] = "StrangerAccount0000001"
+    sub = load_sample("meeting.participant_qos")
+    sub["payload"]["account_id"] = "SubOfAcme000000000001"
+    for body in (other_tenant, stranger, sub):
+        await zoom_ws.send(message_frame(body), connection)
+    samples = await scraped(running, lambda s: total(s, "zoom_qss_websocket_events_total", account="acme") == 3)
+    outcomes = {
+        outcome: total(samples, "zoom_qss_websocket_events_total", outcome=outcome)
+        for outcome in ("account_mismatch", "unknown_account", "accepted")
+    }
+    assert outcomes == {"account_mismatch": 1, "unknown_account": 1, "accepted": 1}
+    assert total(samples, "zoom_qss_media_records_total", account="SubOfAcme000000000001") == 4
+    assert total(samples, "zoom_qss_media_records_total", account="acme-health") == 0
+    assert total(samples, "zoom_qss_events_total") == 1
+
+
 async def test_readyz_can_require_the_websocket(
     zoom: FakeZoom, zoom_ws: FakeZoomWebSocket, start_agent: AgentFactory
 ) -> None:
