@@ -117,6 +117,8 @@ def mutated_samples(draw: st.DrawFn) -> Any:
     body["event_ts"] = int(time.time() * 1000)
     for _ in range(draw(st.integers(1, 4))):
         slots = _slots(body)
+        if not slots:  # every key was deleted
+            break
         container, key = draw(st.sampled_from(slots))
         action = draw(st.sampled_from(["replace", "replace", "delete", "deep", "multiply"]))
         if action == "replace":
@@ -126,8 +128,9 @@ def mutated_samples(draw: st.DrawFn) -> Any:
         elif action == "deep":  # the last mutation: nothing is walked below thousands of levels
             container[key] = _nested(draw(st.integers(2, 3_000)), container[key], str(key))
             break
-        elif action == "multiply":  # the same object many times: the decoder never mutates its input
+        elif action == "multiply":  # the same object many times (the decoder never mutates its input); the
             container[key] = [container[key]] * draw(st.sampled_from([2, 100, 5_000]))
+            break  # last mutation too: repeating a repetition would make an example's repr gigabytes long
     return body
 
 

@@ -13,6 +13,7 @@ import sys
 from typing import Any, Final
 
 from qss_exporter.zoom import vocabulary as vocab
+from qss_exporter.zoom.phone import decode_phone
 from qss_exporter.zoom.records import (
     NO_IDENTITY,
     CpuUsage,
@@ -21,8 +22,6 @@ from qss_exporter.zoom.records import (
     ParseError,
     ParticipantIdentity,
     ParticipantInfo,
-    PhoneQosRecord,
-    PhoneSample,
     Product,
     QosRecord,
     QualityGrade,
@@ -34,16 +33,20 @@ from qss_exporter.zoom.records import (
     UrlValidation,
 )
 from qss_exporter.zoom.values import (
-    FIELDS,
+    ID_MAX,
+    INT_ID_LIMIT,
     MALFORMED,
-    OUT_OF_RANGE,
-    TEXT_FIELDS,
+    PARSE_ERRORS,
+    QOS_MALFORMED,
+    QOS_TOO_MANY,
     TOO_MANY_ENTRIES,
     UNPARSABLE,
     Fields,
     free_text,
+    identifier,
     quantity,
     resolution_height,
+    timestamp_text,
 )
 
 __all__ = ["CONTEXT_EVENTS", "EVENT_ENTRIES_MAX", "KNOWN_EVENTS", "PARSE_ERRORS", "decode", "decode_rest_summary"]
@@ -90,54 +93,12 @@ CONTEXT_EVENTS = (
 # type (24 types today, 23 in summaries, REFERENCE.md 1.6); the room above that is for types Zoom adds.
 EVENT_ENTRIES_MAX: Final = 64
 _DATA_ENTRIES_MAX = 8  # `data[]`: one element in all of Zoom's examples
-_PHONE_LEGS_MAX = 2  # caller and callee
-_PHONE_SAMPLES_MAX = 2  # phone.call_qos: one sample (each direction at most) per leg
-_PHONE_SUMMARY_SAMPLES_MAX = 17_280  # phone.call_qos_summary: a 12-hour call sampled every 5 s, both directions
-_ID_MAX = 128  # Zoom's ids (instance uuids, participant and call ids) are 8-40 characters
-_STAMP_MAX = 40  # an ISO-8601 date_time, with fractions and an offset
 _TOPIC_MAX = 200  # Zoom limits a meeting topic to 200 characters
 _MEETING_NUMBER_MAX = 32
-_INT_ID_LIMIT = 2**64
 
-# The parts of an event that are refused whole when missing or of the wrong shape (the event, or the
-# entry, is dropped).
-_STRUCTURE = (
-    "envelope",
-    "event",
-    "payload",
-    "plainToken",
-    "account_id",
-    "object",
-    "uuid",
-    "session_id",
-    "participant",
-    "user",
-    "user_id",
-    "participant_id",
-    "id",
-    "qos",
-    "details",
-    "type",
-    "data",
-    "call_id",
-    "call_qos",
-    "call_qos.type",
-    "qos.type",
-    "participants",
-    "users",
-)
-PARSE_ERRORS: Final[tuple[ParseError, ...]] = (
-    *((field, UNPARSABLE) for field in (*FIELDS, "resolution", *TEXT_FIELDS)),
-    *((field, OUT_OF_RANGE) for field in (*FIELDS, "resolution")),
-    *((field, MALFORMED) for field in _STRUCTURE),
-    *((field, TOO_MANY_ENTRIES) for field in ("qos", "call_qos", "data")),
-)
-"""Every (field, reason) a decoded record or an InvalidEvent can report: a closed label set."""
 
-_QOS_MALFORMED: Final = ("qos", MALFORMED)
 _DETAILS_MALFORMED: Final = ("details", MALFORMED)
 _TYPE_MALFORMED: Final = ("type", MALFORMED)
-_QOS_TOO_MANY: Final = ("qos", TOO_MANY_ENTRIES)
 
 
 def decode(envelope: object) -> Decoded:
@@ -147,13 +108,13 @@ def decode(envelope: object) -> Decoded:
     event = envelope.get("event")
     if not isinstance(event, str) or not event:
         return InvalidEvent("", "event")
-    event = event[:_ID_MAX]  # only ever compared with known names, or reported
+    event = event[:ID_MAX]  # only ever compared with known names, or reported
     payload = envelope.get("payload")
     if not isinstance(payload, dict):
         return InvalidEvent(event, "payload")
     if event == "endpoint.url_validation":
         token = payload.get("plainToken")
-        if not isinstance(token, str) or not token or len(token) > _ID_MAX:
+        if not isinstance(token, str) or not token or len(token) > ID_MAX:
             return InvalidEvent(event, "plainToken")
         return UrlValidation(token)
     if event not in _KNOWN:
@@ -165,12 +126,12 @@ def decode(envelope: object) -> Decoded:
     if not isinstance(obj, dict):
         return InvalidEvent(event, "object")
     raw_ts = envelope.get("event_ts")
-    event_ts = raw_ts if raw_ts.__class__ is int and 0 < raw_ts < _INT_ID_LIMIT else None
+    event_ts = raw_ts if raw_ts.__class__ is int and 0 < raw_ts < INT_ID_LIMIT else None
     kind = event.partition(".")[2]
     if event in _CONTEXT:
         return _context_event(event, kind, account_id, obj, event_ts)
     if event.startswith("phone."):
-        return _phone(event, account_id, obj, event_ts)
+        return decode_phone(event, account_id, obj, event_ts)
     product = _PRODUCTS[event.partition(".")[0]]
     return _participant_event(event, kind, product, account_id, obj, event_ts)
 
@@ -178,15 +139,6 @@ def decode(envelope: object) -> Decoded:
 _KNOWN = frozenset(KNOWN_EVENTS + CONTEXT_EVENTS)
 _CONTEXT = frozenset(CONTEXT_EVENTS)
 _STREAM_TYPES = vocab.STREAM_TYPES
-
-
-def _id(value: object) -> str | None:
-    """An id Zoom sends as a string or a number, as text; None when absent, empty, huge or of another type."""
-    if value.__class__ is str:
-        return value if 0 < len(value) <= _ID_MAX else None
-    if value.__class__ is int and -_INT_ID_LIMIT < value < _INT_ID_LIMIT:
-        return str(value)
-    return None
 
 
 def _participant_event(
@@ -201,7 +153,7 @@ def _participant_event(
         person = obj.get("participant")
         # Real-time events call the per-instance id `user_id`, summaries and data `participant_id`.
         id_keys = ("user_id", "participant_id") if kind == "participant_qos" else ("participant_id", "user_id")
-    if not isinstance(instance, str) or not instance or len(instance) > _ID_MAX:
+    if not isinstance(instance, str) or not instance or len(instance) > ID_MAX:
         return InvalidEvent(event, "session_id" if product == "session" else "uuid")
     if not isinstance(person, dict):
         return InvalidEvent(event, "user" if product == "session" else "participant")
@@ -229,7 +181,7 @@ def _participant_event(
 def _meeting_number(obj: dict[str, Any]) -> str:
     """`object.id`, a string or an integer ("" when absent, of another type, or longer than any meeting number)."""
     value = obj.get("id")
-    if value.__class__ is int and 0 <= value < _INT_ID_LIMIT:
+    if value.__class__ is int and 0 <= value < INT_ID_LIMIT:
         return str(value)
     text = free_text(value, _MEETING_NUMBER_MAX + 1)
     return text if len(text) <= _MEETING_NUMBER_MAX else ""
@@ -257,15 +209,10 @@ _new_tuple = tuple.__new__
 
 def _first_id(person: dict[str, Any], keys: tuple[str, ...]) -> str | None:
     for key in keys:
-        value = _id(person.get(key))
+        value = identifier(person.get(key))
         if value is not None:
             return value
     return None
-
-
-def _stamp(value: object) -> str:
-    """A `date_time` as sent (it is part of a record's identity), or "" when it is no plausible time."""
-    return value if value.__class__ is str and len(value) <= _STAMP_MAX else ""
 
 
 def _realtime(
@@ -288,10 +235,10 @@ def _realtime(
     seen: set[str] = set()
     for index, entry in enumerate(entries):
         if index == EVENT_ENTRIES_MAX:
-            errors.extend([_QOS_TOO_MANY] * (len(entries) - index))
+            errors.extend([QOS_TOO_MANY] * (len(entries) - index))
             break
         if entry.__class__ is not dict:
-            errors.append(_QOS_MALFORMED)
+            errors.append(QOS_MALFORMED)
             continue
         details = entry.get("details")
         kind = entry.get("type")
@@ -302,10 +249,10 @@ def _realtime(
             errors.append(_TYPE_MALFORMED)
             continue
         if kind in seen:
-            errors.append(_QOS_TOO_MANY)
+            errors.append(QOS_TOO_MANY)
             continue
         seen.add(kind)
-        stamp = _stamp(entry.get("date_time"))
+        stamp = timestamp_text(entry.get("date_time"))
         if stamp > latest:
             latest = stamp
         stream = _STREAM_TYPES.get(kind)
@@ -421,17 +368,17 @@ def _summary(
     seen: set[str] = set()
     for index, entry in enumerate(entries):
         if index == EVENT_ENTRIES_MAX:
-            errors.extend([_QOS_TOO_MANY] * (len(entries) - index))
+            errors.extend([QOS_TOO_MANY] * (len(entries) - index))
             break
         if entry.__class__ is not dict or entry.get("details").__class__ is not dict:
-            errors.append(_QOS_MALFORMED)
+            errors.append(QOS_MALFORMED)
             continue
         kind = entry.get("type")
         if kind.__class__ is not str:
             errors.append(_TYPE_MALFORMED)
             continue
         if kind in seen:
-            errors.append(_QOS_TOO_MANY)
+            errors.append(QOS_TOO_MANY)
             continue
         seen.add(kind)
         details = entry["details"]
@@ -597,7 +544,7 @@ def _context_event(event: str, kind: str, account_id: str, obj: dict[str, Any], 
     product = _PRODUCTS[event.partition(".")[0]]
     session = product == "session"
     instance = obj.get("session_id" if session else "uuid")
-    if not isinstance(instance, str) or not instance or len(instance) > _ID_MAX:
+    if not isinstance(instance, str) or not instance or len(instance) > ID_MAX:
         return InvalidEvent(event, "session_id" if session else "uuid")
     what = _CONTEXT_KINDS[kind]
     participant_id, identity = "", NO_IDENTITY
@@ -630,90 +577,4 @@ def _context_event(event: str, kind: str, account_id: str, obj: dict[str, Any], 
         "" if session else _meeting_number(obj),
         free_text(obj.get("session_name" if session else "topic"), _TOPIC_MAX),
         identity,
-    )
-
-
-def _phone(event: str, account_id: str, obj: dict[str, Any], event_ts: int | None) -> Decoded:
-    call_id = _id(obj.get("call_id"))
-    if call_id is None:
-        return InvalidEvent(event, "call_id")
-    call_id = sys.intern(call_id)
-    legs = obj.get("call_qos")
-    # phone.call_qos carries one leg as an object with one sample as an object; the summary an
-    # array of legs, each with an array of samples. Both shapes are accepted in both events.
-    if isinstance(legs, dict):
-        legs = [legs]
-    if not isinstance(legs, list):
-        return InvalidEvent(event, "call_qos")
-    summary = event.endswith("_summary")
-    per_leg = _PHONE_SUMMARY_SAMPLES_MAX if summary else _PHONE_SAMPLES_MAX
-    errors: list[ParseError] = []
-    samples: list[PhoneSample] = []
-    seen_legs: set[str] = set()
-    for index, leg in enumerate(legs):
-        if index == _PHONE_LEGS_MAX:
-            errors.extend([("call_qos", TOO_MANY_ENTRIES)] * (len(legs) - index))
-            break
-        leg_name = leg.get("type") if leg.__class__ is dict else None
-        if leg_name.__class__ is not str or leg_name not in vocab.PHONE_LEGS:
-            errors.append(("call_qos.type", MALFORMED))
-            continue
-        if leg_name in seen_legs:
-            errors.append(("call_qos", TOO_MANY_ENTRIES))
-            continue
-        seen_legs.add(leg_name)
-        entries = leg.get("qos")
-        entries = [entries] if isinstance(entries, dict) else entries if isinstance(entries, list) else []
-        seen: set[tuple[str, str]] = set()
-        for number, entry in enumerate(entries):
-            if number == per_leg:
-                errors.extend([_QOS_TOO_MANY] * (len(entries) - number))
-                break
-            sample = _phone_sample(leg_name, entry, errors)
-            if sample is None:
-                continue
-            if (sample.direction, sample.sample_time) in seen:
-                errors.append(_QOS_TOO_MANY)
-                continue
-            seen.add((sample.direction, sample.sample_time))
-            samples.append(sample)
-    end_time = obj.get("call_end_time")
-    ended = (end_time.__class__ is str and bool(end_time)) or summary
-    if event == "phone.call_qos" and len(samples) == 1:
-        first = samples[0]
-        key: tuple[str | int, ...] = (event, account_id, call_id, first.leg, first.direction, first.sample_time)
-    else:
-        key = (event, account_id, call_id, event_ts or 0)
-    return PhoneQosRecord(
-        event,
-        account_id,
-        call_id,
-        event_ts / 1000.0 if event_ts is not None else None,
-        key,
-        ended,
-        tuple(samples),
-        tuple(errors),
-    )
-
-
-def _phone_sample(leg: str, entry: object, errors: list[ParseError]) -> PhoneSample | None:
-    if entry.__class__ is not dict or entry.get("details").__class__ is not dict:
-        errors.append(_QOS_MALFORMED)
-        return None
-    direction = entry.get("type")
-    if direction.__class__ is not str or direction not in vocab.PHONE_DIRECTIONS:
-        errors.append(("qos.type", MALFORMED))
-        return None
-    fields = Fields(entry["details"], errors)
-    # Zoom Phone sends bare numbers ("31", "0.4"); the parser also takes them with units.
-    return PhoneSample(
-        leg,
-        direction,
-        _stamp(entry.get("date_time")),
-        fields.get("mos"),
-        fields.get("network_delay"),
-        fields.get("jitter"),
-        fields.get("avg_loss"),
-        fields.get("max_loss"),
-        fields.get("bitrate"),
     )

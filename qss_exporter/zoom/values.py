@@ -1,8 +1,9 @@
-"""One `details` object of a QoS entry read as numbers: units, plausible ranges, and why a value was refused.
+"""The values inside Zoom's events: numbers in units within plausible ranges, words, ids and free text.
 
-A value is kept only when it parses in its field's unit and lies in the field's plausible range; any
-other value is refused with a reason (`unparsable`, `out_of_range`) and never observed, so one
-absurd number cannot poison a histogram's `_sum` for good. Pure, apart from a bounded parse cache.
+A number is kept only when it parses in its field's unit and lies in the field's plausible range;
+any other value is refused with a reason (`unparsable`, `out_of_range`) and never observed, so one
+absurd number cannot poison a histogram's `_sum` for good. Ids and free text are length-bounded.
+Pure, apart from a bounded parse cache.
 """
 
 from __future__ import annotations
@@ -28,8 +29,13 @@ __all__ = [
     "CACHE_MAX_CHARS",
     "FIELDS",
     "FREE_TEXT_MAX",
+    "ID_MAX",
+    "INT_ID_LIMIT",
     "MALFORMED",
     "OUT_OF_RANGE",
+    "PARSE_ERRORS",
+    "QOS_MALFORMED",
+    "QOS_TOO_MANY",
     "REASONS",
     "TEXT_FIELDS",
     "TOO_MANY_ENTRIES",
@@ -37,8 +43,10 @@ __all__ = [
     "Fields",
     "cached_strings",
     "free_text",
+    "identifier",
     "quantity",
     "resolution_height",
+    "timestamp_text",
 ]
 
 # Why a value (or an entry, or a whole event) was refused: the `reason` label of zoom_qss_parse_errors_total.
@@ -47,6 +55,8 @@ OUT_OF_RANGE: Final = "out_of_range"  # a number no client can have measured (ne
 MALFORMED: Final = "malformed"  # a part of the event of the wrong shape: the entry or the event is dropped
 TOO_MANY_ENTRIES: Final = "too_many_entries"  # more entries than Zoom can send in one event
 REASONS: Final = (UNPARSABLE, OUT_OF_RANGE, MALFORMED, TOO_MANY_ENTRIES)
+QOS_MALFORMED: Final = ("qos", MALFORMED)
+QOS_TOO_MANY: Final = ("qos", TOO_MANY_ENTRIES)
 
 # The plausible range of each kind of value, in base units (inclusive). Wide enough for anything a
 # client can measure, narrow enough that a forged or corrupt value cannot dwarf a day of real ones.
@@ -87,6 +97,41 @@ FIELDS: Final[dict[str, tuple[Unit, float, float]]] = {
 # Fields holding one of a few words (read with Fields.text); anything else is `unparsable`.
 TEXT_FIELDS: Final = ("quality", "rssi_unit", "network_notification")
 _TEXT_MAX = 64  # Zoom's longest word here is "internet connection unstable"
+
+# The parts of an event that are refused whole when missing or of the wrong shape (the event, or the
+# entry, is dropped).
+_STRUCTURE = (
+    "envelope",
+    "event",
+    "payload",
+    "plainToken",
+    "account_id",
+    "object",
+    "uuid",
+    "session_id",
+    "participant",
+    "user",
+    "user_id",
+    "participant_id",
+    "id",
+    "qos",
+    "details",
+    "type",
+    "data",
+    "call_id",
+    "call_qos",
+    "call_qos.type",
+    "qos.type",
+    "participants",
+    "users",
+)
+PARSE_ERRORS: Final[tuple[ParseError, ...]] = (
+    *((field, UNPARSABLE) for field in (*FIELDS, "resolution", *TEXT_FIELDS)),
+    *((field, OUT_OF_RANGE) for field in (*FIELDS, "resolution")),
+    *((field, MALFORMED) for field in _STRUCTURE),
+    *((field, TOO_MANY_ENTRIES) for field in ("qos", "call_qos", "data")),
+)
+"""Every (field, reason) a decoded record or an InvalidEvent can report: a closed label set."""
 
 # Zoom's value strings repeat endlessly ("0 ms", "41 kbps", "0.0%"): remembering each string's parse
 # made decoding ~2x faster (bench/hotpath.py). One cache per (unit, range), cleared when full, and only
@@ -213,3 +258,22 @@ def free_text(value: object, limit: int = FREE_TEXT_MAX) -> str:
     if not text.isprintable():
         text = "".join(c if c.isprintable() else " " for c in text)
     return text
+
+
+ID_MAX: Final = 128  # Zoom's ids (instance uuids, participant and call ids) are 8-40 characters
+INT_ID_LIMIT: Final = 2**64
+_STAMP_MAX = 40  # an ISO-8601 date_time, with fractions and an offset
+
+
+def identifier(value: object) -> str | None:
+    """An id Zoom sends as a string or a number, as text; None when absent, empty, huge or of another type."""
+    if value.__class__ is str:
+        return value if 0 < len(value) <= ID_MAX else None
+    if value.__class__ is int and -INT_ID_LIMIT < value < INT_ID_LIMIT:
+        return str(value)
+    return None
+
+
+def timestamp_text(value: object) -> str:
+    """A `date_time` as sent (it is part of a record's identity), or "" when it is no plausible time."""
+    return value if value.__class__ is str and len(value) <= _STAMP_MAX else ""
