@@ -36,7 +36,7 @@ from pydantic_core import PydanticCustomError, core_schema
 from qss_exporter import config_loading as _loading
 from qss_exporter.config_loading import Problem, problems_error
 from qss_exporter.errors import ConfigError
-from qss_exporter.redaction import redact_url
+from qss_exporter.redaction import redact_url, redact_urls_in
 
 __all__ = [
     "AccountConfig",
@@ -766,5 +766,20 @@ def _insecure_flag(raw: Mapping[str, Any]) -> bool | None:
 
 
 def redacted_summary(config: Config) -> dict[str, Any]:
-    """The effective config as JSON-ready data for the start-up log; every secret is `<secret>`."""
-    return config.model_dump(mode="json")
+    """The effective config as JSON-ready data for the start-up log; every secret is `<secret>`.
+
+    Secret keys serialise as `<secret>`, URL keys without user-info or query values; and any other
+    string that holds a URL with user-info (a key added later, say a Redis URL) loses it here too.
+    """
+
+    def scrub(node: Any) -> Any:
+        if isinstance(node, str):
+            return redact_urls_in(node)
+        if isinstance(node, dict):
+            return {key: scrub(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [scrub(item) for item in node]
+        return node
+
+    summary: dict[str, Any] = scrub(config.model_dump(mode="json"))
+    return summary

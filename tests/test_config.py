@@ -545,6 +545,46 @@ def test_secrets_never_in_error_messages(account: dict[str, Any]) -> None:
         assert forbidden not in text
 
 
+def test_url_passwords_and_header_strings_are_never_shown() -> None:
+    config = config_from_mapping(
+        {
+            "accounts": [ACME],
+            "zoom": {"api_base_url": "https://proxy-user:URL-SECRET-1@proxy.example/v2"},
+            "otlp": {
+                "enabled": True,
+                "endpoint": "https://otel:URL-SECRET-2@otel.example:4318?api-key=URL-SECRET-3",
+                "headers": "authorization=Bearer%20HEADER-SECRET-4,x-scope-orgid=tenant-1",
+            },
+        }
+    )
+    assert config.otlp.endpoint == "https://otel:URL-SECRET-2@otel.example:4318?api-key=URL-SECRET-3"  # used as is
+    assert {name: value.reveal() for name, value in config.otlp.headers.items()} == {
+        "authorization": "Bearer HEADER-SECRET-4",
+        "x-scope-orgid": "tenant-1",
+    }
+    summary = json.dumps(redacted_summary(config))
+    assert "SECRET" not in summary
+    assert "https://<secret>@otel.example:4318?api-key=<secret>" in summary
+    assert '"headers": {"authorization": "<secret>", "x-scope-orgid": "<secret>"}' in summary
+
+
+@pytest.mark.parametrize(
+    "otlp",
+    [
+        {"endpoint": "ftp://user:URL-SECRET-VALUE@collector"},
+        {"headers": "Bearer HEADER-SECRET-VALUE"},
+        {"headers": "authorization=ok,HEADER-SECRET-VALUE"},
+        {"headers": ["authorization", "HEADER-SECRET-VALUE"]},
+        {"headers": {"bad header name": "HEADER-SECRET-VALUE"}},
+    ],
+)
+def test_otlp_secrets_never_in_error_messages(otlp: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_from_mapping({"accounts": [ACME], "otlp": otlp})
+    assert caught.value.problems[0].startswith("otlp.")
+    assert "SECRET-VALUE" not in str(caught.value)
+
+
 def test_yaml_syntax_error_does_not_echo_the_line(tmp_path: Path) -> None:
     (tmp_path / "c.yaml").write_text('accounts:\n  - webhook_secret_token: "YAML-SECRET-VALUE\n')
     with pytest.raises(ConfigError) as caught:
