@@ -145,6 +145,12 @@ def resolve_settings(config: OtlpConfig, environ: Mapping[str, str], signal: Sig
         # A bare host:port (allowed in the variables): TLS unless OTEL_EXPORTER_OTLP_INSECURE=true.
         plaintext = _choice(_env(environ, signal, "INSECURE"), ("true", "false")) == "true"
         endpoint = f"{'http' if plaintext else 'https'}://{endpoint}"
+    if protocol == "grpc" and "@" in urlparse(endpoint).netloc:
+        # gRPC has no use for user-info (credentials go in headers), and the SDK's exporter would
+        # print it in every failure line ("Failed to export metrics to user:password@host").
+        parts = urlparse(endpoint)
+        endpoint = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+        log.warning("otlp endpoint: gRPC does not use the user-info of the URL; dropped (give credentials in headers)")
 
     headers = {key.lower(): value for key, value in _key_values(_env(environ, signal, "HEADERS")).items()}
     headers.update({name: secret.reveal() for name, secret in config.headers.items()})
