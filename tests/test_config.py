@@ -552,19 +552,19 @@ def test_url_passwords_and_header_strings_are_never_shown() -> None:
             "zoom": {"api_base_url": "https://proxy-user:URL-SECRET-1@proxy.example/v2"},
             "otlp": {
                 "enabled": True,
-                "endpoint": "https://otel:URL-SECRET-2@otel.example:4318?api-key=URL-SECRET-3",
+                "endpoint": "https://otel:URL-SECRET-2@otel.example:4318/otlp?api-key=URL-SECRET-3",
                 "headers": "authorization=Bearer%20HEADER-SECRET-4,x-scope-orgid=tenant-1",
             },
         }
     )
-    assert config.otlp.endpoint == "https://otel:URL-SECRET-2@otel.example:4318?api-key=URL-SECRET-3"  # used as is
+    assert config.otlp.endpoint == "https://otel:URL-SECRET-2@otel.example:4318/otlp?api-key=URL-SECRET-3"  # as is
     assert {name: value.reveal() for name, value in config.otlp.headers.items()} == {
         "authorization": "Bearer HEADER-SECRET-4",
         "x-scope-orgid": "tenant-1",
     }
     summary = json.dumps(redacted_summary(config))
     assert "SECRET" not in summary
-    assert "https://<secret>@otel.example:4318?api-key=<secret>" in summary
+    assert "https://<secret>@otel.example:4318/otlp?api-key=<secret>" in summary
     assert '"headers": {"authorization": "<secret>", "x-scope-orgid": "<secret>"}' in summary
 
 

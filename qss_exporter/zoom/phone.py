@@ -2,7 +2,7 @@
 
 Both shapes Zoom documents are accepted in both events: one leg as an object with one sample as an
 object (`phone.call_qos`), or an array of legs, each with an array of samples (the summary). A call
-has two legs (caller, callee); `phone.call_qos` carries one sample per leg and direction, a summary
+has two legs (caller, callee); `phone.call_qos` carries one sample (two per leg are read), a summary
 up to 17,280 per leg (12 hours sampled every 5 s in both directions). The rest is refused and counted.
 """
 
@@ -26,7 +26,7 @@ from qss_exporter.zoom.values import (
 __all__ = ["decode_phone"]
 
 _LEGS_MAX: Final = 2  # caller and callee
-_SAMPLES_MAX: Final = 2  # phone.call_qos: one sample per leg and direction
+_SAMPLES_MAX: Final = 2  # phone.call_qos: Zoom sends one sample; both directions of a leg are allowed
 _SUMMARY_SAMPLES_MAX: Final = 17_280
 
 

@@ -58,6 +58,12 @@ def adversarial_config() -> dict[str, Any]:
     return config
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _close_client() -> Iterator[None]:
+    yield
+    _client.close()
+
+
 @pytest.fixture(scope="session")
 def shared_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
     with AgentProcess(tmp_path_factory.mktemp("adversarial"), adversarial_config()) as agent:
