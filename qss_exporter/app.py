@@ -51,6 +51,7 @@ from qss_exporter.sources.poller import Poller, build_poller
 from qss_exporter.sources.webhook import WebhookAccount, WebhookReceiver, webhook_app
 from qss_exporter.sources.websocket import WebSocketSettings, WebSocketSource
 from qss_exporter.store import Store
+from qss_exporter.tenancy import Tenancy, Tenant
 from qss_exporter.zoom.oauth import TokenProvider
 
 __all__ = ["Agent", "exit_within_budget"]
@@ -124,7 +125,12 @@ class Agent:
         )
         sites = SiteMap((site.name, [str(cidr) for cidr in site.cidrs]) for site in config.sites)
         directory = ParticipantDirectory(
-            labels, sites, config.pipeline.enrichment_ttl_seconds, config.pipeline.enrichment_max_entries
+            labels,
+            sites,
+            config.pipeline.enrichment_ttl_seconds,
+            config.pipeline.enrichment_max_entries,
+            extra_data_centers=config.labels.extra_data_centers,
+            value_ttl=config.limits.series_ttl_seconds,
         )
         window, max_entries = config.pipeline.dedupe_window_seconds, config.pipeline.dedupe_max_entries
         dedupe = DedupeWindow(window, max_entries, clock())
@@ -136,7 +142,17 @@ class Agent:
             dedupe,
             history,
             config.pipeline.activity_window_seconds,
-            {account.account_id: account.name for account in config.accounts},
+            Tenancy(
+                [
+                    Tenant(
+                        account.name,
+                        account.account_id,
+                        account.sub_accounts,
+                        account.undeclared_sub_accounts == "master",
+                    )
+                    for account in config.accounts
+                ]
+            ),
             clock,
         )
         self.detail: DetailTracker | None = None

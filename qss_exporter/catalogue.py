@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from qss_exporter import __version__
-from qss_exporter.store import CounterFamily, GaugeFamily, HistogramFamily, Sample, Store
+from qss_exporter.store import CallbackFamily, CounterFamily, GaugeFamily, HistogramFamily, Sample, Store
 
 __all__ = [
     "DEFAULT_BUCKETS",
@@ -66,6 +66,8 @@ WEBHOOK_OUTCOMES = (
     "malformed",
     "too_large",
     "overloaded",
+    "unknown_account",
+    "account_mismatch",
     "error",
 )
 
@@ -83,25 +85,6 @@ LISTENER_REJECTIONS = (
 LISTENERS = ("webhook", "metrics")
 
 _STREAM = ("account", "product", "media", "direction", "path")
-
-# The `details` fields whose values are parsed (zoom/events.py); other `field` values name the part of
-# an event that was missing or malformed.
-PARSED_FIELDS = (
-    "bitrate",
-    "latency",
-    "jitter",
-    "avg_loss",
-    "max_loss",
-    "frame_rate",
-    "resolution",
-    "quality",
-    "quality_score",
-    "avg_rssi",
-    "rssi_unit",
-    "network_notification",
-    "mos",
-    "network_delay",
-)
 
 # Zoom WebSocket delivery (docs/websocket.md): closed label sets, every value present from start at 0.
 # Why a connection attempt failed before Zoom confirmed it:
@@ -127,7 +110,15 @@ WEBSOCKET_RECONNECTS = (
     "error",
 )
 WEBSOCKET_MODULES = ("build_connection", "heartbeat", "message", "other", "malformed")
-WEBSOCKET_EVENT_OUTCOMES = ("accepted", "duplicate", "unknown_event", "malformed", "error")
+WEBSOCKET_EVENT_OUTCOMES = (
+    "accepted",
+    "duplicate",
+    "unknown_event",
+    "malformed",
+    "unknown_account",
+    "account_mismatch",
+    "error",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,12 +330,12 @@ class Catalogue:
         self.event_lag = self._histogram(
             "zoom_qss_event_lag_seconds", "Receive time minus the event's event_ts.", ("source",), ttl=None
         )
+        # The pipeline creates the closed (field, reason) set at 0 (zoom/events.py PARSE_ERRORS).
         self.parse_errors = store.counter(
-            "zoom_qss_parse_errors_total", "Values dropped because they could not be parsed, by field.", ("field",)
+            "zoom_qss_parse_errors_total",
+            "Values, entries and events refused by the decoder, by field and reason.",
+            ("field", "reason"),
         )
-        # The value fields exist from the start at 0, so that the first error is a visible increase.
-        for field in PARSED_FIELDS:
-            self.parse_errors.inc((field,), 0)
         self.build_info: GaugeFamily = store.gauge(
             "zoom_qss_build_info", "Always 1; the exporter's version.", ("version",)
         )
@@ -439,19 +430,25 @@ class Catalogue:
         )
 
     def add_store_metrics(self) -> None:
-        """Series counts and refusals per family (registered last, so they include every family)."""
+        """Series counts and refusals per family (registered last, so they include every family).
+
+        Every family under the cap is listed: the stored ones and the capped computed ones (active
+        participants, detail mode). These two are fixed-size and outside the cap themselves.
+        """
         store = self._store
-        families = list(store.stored_families())
+        families = [family for family in store.families() if not isinstance(family, CallbackFamily) or family.capped]
         store.callback(
             "zoom_qss_series",
-            "Series held per family.",
+            "Series held per family (computed families: exposed at their last collection).",
             ("family",),
             lambda: [Sample((f.name,), float(len(f))) for f in families],
+            capped=False,
         )
         store.callback(
             "zoom_qss_series_dropped_total",
-            "Series refused by the hard series cap (limits.max_series), per family.",
+            "Distinct series refused by the hard series cap (limits.max_series), per family.",
             ("family",),
             lambda: [Sample((f.name,), float(f.dropped)) for f in families],
             type="counter",
+            capped=False,
         )

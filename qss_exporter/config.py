@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, Self, cast
+from urllib.parse import unquote
 
 from pydantic import (
     AfterValidator,
@@ -36,6 +37,7 @@ from pydantic_core import PydanticCustomError, core_schema
 from qss_exporter import config_loading as _loading
 from qss_exporter.config_loading import Problem, problems_error
 from qss_exporter.errors import ConfigError
+from qss_exporter.redaction import redact_url, redact_urls_in
 
 __all__ = [
     "AccountConfig",
@@ -74,15 +76,13 @@ _REDACTED = "<secret>"
 # Keys whose values are secrets: never echoed in an error; `KEY_file` reads them from a file.
 _MULTI_SECRET_KEYS = ("webhook_secret_token",)
 _SINGLE_SECRET_KEYS = ("client_secret", "hash_key", "participant_id_hash_key", "password")
-_SECRET_KEYS = frozenset(_MULTI_SECRET_KEYS + _SINGLE_SECRET_KEYS)
+# `headers` (OTLP) carry credentials too: their values are never echoed in an error either.
+_SECRET_KEYS = frozenset((*_MULTI_SECRET_KEYS, *_SINGLE_SECRET_KEYS, "headers"))
 _INSECURE = "insecure_skip_verification"
 _BASE_DIR = "base_dir"  # validation context: where relative file paths start
 _MISSING_SECRET = (
     "missing (give webhook_secret_token or webhook_secret_token_file, "
     "or set webhook.insecure_skip_verification for local testing)"
-)
-_SUB_ACCOUNT_CREDENTIALS = (
-    "needs the account's client_id and client_secret (master-account API calls use its OAuth token)"
 )
 _WEBSOCKET_CREDENTIALS = (
     "needs the account's client_id and client_secret (the WebSocket connects with a Server-to-Server OAuth token)"
@@ -282,10 +282,17 @@ _LabelSafeName = Annotated[
         "must be 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit",
     ),
 ]
+# Zoom account ids are 22 URL-safe base64 characters; a declared sub-account id is also its `account` label.
+_ZoomAccountId = Annotated[
+    str,
+    _check(re.compile(r"[A-Za-z0-9_-]{1,64}").fullmatch, "must be a Zoom account id (1-64 letters, digits, '_', '-')"),
+]
 _HttpUrl = Annotated[
     str,
     _check(lambda url: re.fullmatch(r"https?://[^/\s?#]+(/\S*)?", url) is not None, "expected an http(s) URL"),
     AfterValidator(lambda url: url.rstrip("/")),  # callers append "/path"
+    # The start-up log's configuration summary: a password in the URL must not show.
+    PlainSerializer(redact_url, return_type=str, when_used="json"),
 ]
 _Seconds = Annotated[int, Field(gt=0)]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -307,6 +314,26 @@ def _as_secret_list(value: object) -> object:
         message = f"expected a string or a list of strings, got {_loading.describe(value, secret=True)}"
         raise problems_error([((), message)])
     return value
+
+
+def _headers_from_text(value: object) -> object:
+    """`otlp.headers` may also be written as OTEL_EXPORTER_OTLP_HEADERS is: `key1=value1,key2=value2`,
+    values percent-encoded. A malformed entry is reported by its position only: values are credentials."""
+    if not isinstance(value, str):
+        return value
+    headers: dict[str, str] = {}
+    problems: list[Problem] = []
+    for index, item in enumerate(value.split(",")):
+        key, sep, text = item.partition("=")
+        if sep and key.strip():
+            headers[key.strip()] = unquote(text.strip())
+        elif item.strip():
+            problems.append(
+                ((), f"entry {index + 1} is not key=value (the entry is not shown: it may be a credential)")
+            )
+    if problems:
+        raise problems_error(problems)
+    return headers
 
 
 def _check_buckets(buckets: tuple[float, ...]) -> tuple[float, ...]:
@@ -415,6 +442,7 @@ _WsSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 _WsUrl = Annotated[
     str,
     _check(lambda url: re.fullmatch(r"wss?://[^/\s?#]+(/[^\s#]*)?", url) is not None, "expected a ws:// or wss:// URL"),
+    PlainSerializer(redact_url, return_type=str, when_used="json"),
 ]
 
 
@@ -456,7 +484,8 @@ class AccountConfig(_Section):
     client_secret: Secret | None = None
     client_secret_file: Path | None = None
     websocket: AccountWebSocketConfig | None = None
-    sub_accounts: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+    sub_accounts: tuple[_ZoomAccountId, ...] = ()
+    undeclared_sub_accounts: Literal["refuse", "master"] = "refuse"
 
     @model_validator(mode="after")
     def _complete(self, info: ValidationInfo) -> Self:
@@ -467,8 +496,6 @@ class AccountConfig(_Section):
             problems.append((("client_secret",), "missing (client_id is set; give both or neither)"))
         if self.websocket is not None and self.client_id is None and self.client_secret is None:
             problems.append((("websocket",), _WEBSOCKET_CREDENTIALS))
-        if self.sub_accounts and self.client_id is None and self.client_secret is None:
-            problems.append((("sub_accounts",), _SUB_ACCOUNT_CREDENTIALS))
         # load_config passes the webhook section's flag so each account is checked on its own;
         # without it, Config checks all accounts once every section is valid.
         # An account that receives its events over the WebSocket needs no webhook secret.
@@ -491,6 +518,13 @@ class ZoomConfig(_Section):
     oauth_token_url: _HttpUrl = "https://zoom.us/oauth/token"
 
 
+_DataCentreCode = Annotated[
+    str,
+    _check(re.compile(r"[A-Za-z0-9]{1,4}").fullmatch, "must be a data-centre code of 1-4 letters or digits"),
+    AfterValidator(str.upper),
+]
+
+
 class LabelsConfig(_Section):
     """Optional enrichment labels on the QoS metric families."""
 
@@ -499,6 +533,7 @@ class LabelsConfig(_Section):
     data_center: bool = False
     client_os: bool = False
     client_version: bool = False
+    extra_data_centers: tuple[_DataCentreCode, ...] = ()
 
 
 class SiteConfig(_Section):
@@ -571,6 +606,7 @@ class OtlpConfig(_Section):
     endpoint: _HttpUrl | None = None
     headers: Annotated[
         Mapping[_HeaderName, Secret],
+        BeforeValidator(_headers_from_text),
         AfterValidator(lambda headers: MappingProxyType(dict(headers))),
         PlainSerializer(lambda headers: dict.fromkeys(headers, _REDACTED)),
     ] = Field(default_factory=lambda: MappingProxyType({}))
@@ -927,8 +963,23 @@ def _insecure_flag(raw: Mapping[str, Any]) -> bool | None:
 
 
 def redacted_summary(config: Config) -> dict[str, Any]:
-    """The effective config as JSON-ready data for the start-up log; every secret is `<secret>`."""
-    return config.model_dump(mode="json")
+    """The effective config as JSON-ready data for the start-up log; every secret is `<secret>`.
+
+    Secret keys serialise as `<secret>`, URL keys without user-info or query values; and any other
+    string that holds a URL with user-info (a key added later, say a Redis URL) loses it here too.
+    """
+
+    def scrub(node: Any) -> Any:
+        if isinstance(node, str):
+            return redact_urls_in(node)
+        if isinstance(node, dict):
+            return {key: scrub(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [scrub(item) for item in node]
+        return node
+
+    summary: dict[str, Any] = scrub(config.model_dump(mode="json"))
+    return summary
 
 
 def changed_summary(config: Config) -> dict[str, Any]:

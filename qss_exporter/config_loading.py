@@ -15,6 +15,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from qss_exporter.redaction import redact_urls_in
+
 __all__ = [
     "PROBLEMS_ERROR",
     "SECRET_EMPTY_ERROR",
@@ -250,6 +252,7 @@ def describe(value: Any, secret: bool = False) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
+        value = redact_urls_in(value)  # a URL's user-info may hold a password
         return repr(value if len(value) <= 60 else f"{value[:57]}...")
     return repr(value)
 

@@ -2,21 +2,50 @@
 
 Keyed by (account id, instance, participant id); entries expire after a TTL and the table is
 bounded (least recently updated first out). IP addresses are used here, once per data event, to
-find the operator's site, and are not kept.
+find the operator's site, and are not kept. Every label value comes from a bounded set: the closed
+vocabularies of zoom/vocabulary.py, the known data-centre codes, and at most CLIENT_VERSIONS_MAX
+client versions at a time; anything else is `other`.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
+from typing import Final
 
 from qss_exporter.zoom.records import ParticipantInfo
+from qss_exporter.zoom.vocabulary import DATA_CENTERS
 
-__all__ = ["ENRICHMENT_LABELS", "ParticipantDirectory", "SiteMap"]
+__all__ = ["CLIENT_VERSIONS_MAX", "ENRICHMENT_LABELS", "ParticipantDirectory", "SiteMap"]
 
 # Every enrichment label the exporter knows, in the order they appear on a series.
 ENRICHMENT_LABELS = ("network_type", "site", "data_center", "client_os", "client_version")
 UNKNOWN = "unknown"
+OTHER = "other"
+# Distinct client versions labelled at a time (an organisation runs a few dozen major.minor versions
+# across desktop, mobile, Rooms and SDKs); a version unseen for `value_ttl` frees its place.
+CLIENT_VERSIONS_MAX: Final = 50
+
+
+class _BoundedValues:
+    """At most `limit` distinct values at a time, each kept while seen within `ttl`; the rest are `other`."""
+
+    def __init__(self, limit: int, ttl: float) -> None:
+        self._limit = limit
+        self._ttl = ttl
+        self._seen: dict[str, float] = {}
+
+    def admit(self, value: str, now: float) -> str:
+        if value in self._seen or len(self._seen) < self._limit:
+            self._seen[value] = now
+            return value
+        return OTHER
+
+    def expire(self, now: float) -> None:
+        cutoff = now - self._ttl
+        for value in [value for value, seen in self._seen.items() if seen < cutoff]:
+            del self._seen[value]
+
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -46,11 +75,23 @@ class SiteMap:
 class ParticipantDirectory:
     """Label values per participant for the enabled enrichment labels (`labels` order)."""
 
-    def __init__(self, labels: Sequence[str], sites: SiteMap, ttl: float, max_entries: int) -> None:
+    def __init__(
+        self,
+        labels: Sequence[str],
+        sites: SiteMap,
+        ttl: float,
+        max_entries: int,
+        *,
+        extra_data_centers: Collection[str] = (),
+        value_ttl: float = 86_400.0,
+    ) -> None:
         unknown = set(labels) - set(ENRICHMENT_LABELS)
         if unknown:
             raise ValueError(f"unknown enrichment labels {sorted(unknown)}")
         self.labels = tuple(labels)
+        self._data_centers = DATA_CENTERS | {code.upper() for code in extra_data_centers}
+        # A version label's series live `limits.series_ttl_seconds`: its place is freed no sooner.
+        self._versions = _BoundedValues(CLIENT_VERSIONS_MAX, value_ttl)
         self.default = (UNKNOWN,) * len(self.labels)
         self._sites = sites
         self._ttl = ttl
@@ -70,12 +111,13 @@ class ParticipantDirectory:
     def update(self, info: ParticipantInfo, now: float) -> tuple[str, ...]:
         key = (info.account_id, info.instance, info.participant_id)
         previous = self._entries.pop(key, None)
+        data_center, version = info.data_center, info.client_version
         known = {
             "network_type": info.network_type,
             "site": self._sites.site_of(info.addresses) if info.addresses else None,
-            "data_center": info.data_center,
+            "data_center": data_center if data_center is None or data_center in self._data_centers else OTHER,
             "client_os": info.client_os,
-            "client_version": info.client_version,
+            "client_version": version if version is None else self._versions.admit(version, now),
         }
         old = previous[1] if previous is not None else self.default
         # A later data event that leaves a field empty does not erase what an earlier one said.
@@ -89,6 +131,7 @@ class ParticipantDirectory:
         return values
 
     def expire(self, now: float) -> int:
+        self._versions.expire(now)
         cutoff = now - self._ttl
         expired = 0
         while self._entries:

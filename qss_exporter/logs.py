@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-__all__ = ["JsonFormatter", "PlainFormatter", "RateLimitedLog", "configure_logging"]
+__all__ = ["JsonFormatter", "PlainFormatter", "RateLimitedLog", "configure_logging", "shown"]
 
 
 class JsonFormatter(logging.Formatter):
@@ -46,6 +46,12 @@ class PlainFormatter(logging.Formatter):
         if isinstance(plain, str) and plain:
             record.message = f"{record.message}; {plain}"
         return super().formatMessage(record)
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """A value from untrusted input as it may appear in a log line: repr(), cut to `limit` characters."""
+    text = repr(value) if isinstance(value, str) else type(value).__name__
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def configure_logging(level: str, fmt: str) -> None:

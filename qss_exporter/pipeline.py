@@ -6,7 +6,8 @@ arrived except the `source` name used for self-metrics. Runs synchronously on th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable
 
 from qss_exporter.activity import ActivityTracker
 from qss_exporter.catalogue import Catalogue
@@ -14,15 +15,19 @@ from qss_exporter.dedupe import DedupeWindow, ParticipantHistory
 from qss_exporter.detail import DetailTracker
 from qss_exporter.enrichment import ParticipantDirectory
 from qss_exporter.store import CounterSeries, HistogramSeries, RefusedSeries, Sample, Store
+from qss_exporter.tenancy import Tenancy
+from qss_exporter.zoom.events import PARSE_ERRORS
 from qss_exporter.zoom.records import (
     DedupeKey,
     MeetingEvent,
+    ParseError,
     ParticipantInfo,
     PhoneQosRecord,
     QosRecord,
     Record,
     SummaryRecord,
 )
+from qss_exporter.zoom.values import MALFORMED
 
 __all__ = ["Pipeline", "QosListener", "RecordListener"]
 
@@ -44,7 +49,7 @@ class Pipeline:
         dedupe: DedupeWindow,
         history: ParticipantHistory,
         activity_window: float,
-        account_names: Mapping[str, str],
+        accounts: Tenancy,
         clock: Callable[[], float],
     ) -> None:
         self._store = store
@@ -52,8 +57,11 @@ class Pipeline:
         self._directory = directory
         self._dedupe = dedupe
         self._history = history
-        self._account_names = dict(account_names)
+        self.accounts = accounts
         self._clock = clock
+        # The closed (field, reason) set exists from the start at 0, so the first error is a visible increase.
+        for error in PARSE_ERRORS:
+            catalogue.parse_errors.inc(error, 0)
         # Per media-stream label set, the eight series its values go to (one dict lookup per stream
         # instead of eight): recording became ~2x faster (bench/hotpath.py).
         self._stream_cache: dict[tuple[str, ...], _StreamSeries] = {}
@@ -87,6 +95,7 @@ class Pipeline:
             "Event keys remembered for deduplication.",
             (),
             lambda: [Sample((), float(len(dedupe) + len(history)))],
+            capped=False,
         )
         store.callback(
             "zoom_qss_dedupe_evicted_total",
@@ -94,12 +103,14 @@ class Pipeline:
             (),
             lambda: [Sample((), float(dedupe.evicted + history.evicted))],
             type="counter",
+            capped=False,
         )
         store.callback(
             "zoom_qss_enrichment_participants",
             "Participants whose *_data enrichment is held.",
             (),
             lambda: [Sample((), float(len(directory)))],
+            capped=False,
         )
 
     def add_qos_listener(self, listener: QosListener) -> None:
@@ -114,11 +125,19 @@ class Pipeline:
         """Treat a summary `key` as counted already (the poller restores those counted before a restart)."""
         self._dedupe.seen(key, self._clock())
 
-    def account_label(self, account_id: str) -> str:
-        return self._account_names.get(account_id, account_id)
+    def account_label(self, account_id: str) -> str | None:
+        """The `account` label of `account_id`; None when no configured account speaks for it."""
+        return self.accounts.label(account_id)
 
     def ingest(self, record: Record, source: str) -> bool:
-        """Record one event; False when it was a duplicate and changed nothing."""
+        """Record one event; False when it was a duplicate and changed nothing.
+
+        Sources check first (`accounts.check`) that the credential that delivered the record may speak
+        for its account; a record of an account the table does not know is not recorded (False).
+        """
+        account = self.accounts.label(record.account_id)
+        if account is None:
+            return False
         now = self._store.now = self._clock()
         # The frequent events are remembered per participant (or call), the rare ones globally.
         if isinstance(record, QosRecord | ParticipantInfo):
@@ -131,28 +150,32 @@ class Pipeline:
         elif self._dedupe.seen(record.dedupe_key, now):
             return False
         m = self._m
-        m.events.inc((self.account_label(record.account_id), source, record.event))
+        m.events.inc((account, source, record.event))
         if record.event_time is not None:
             m.event_lag.observe((source,), max(0.0, now - record.event_time))
         if isinstance(record, QosRecord):
-            self._qos(record, now)
+            self._qos(record, account, now)
         elif isinstance(record, SummaryRecord):
-            self._summary(record, source, now)
+            self._summary(record, account, source, now)
         elif isinstance(record, ParticipantInfo):
-            self._participant_info(record, now)
+            self._participant_info(record, account, now)
         elif isinstance(record, MeetingEvent):
-            self._meeting_event(record, now)
+            self._meeting_event(record, account, now)
         else:
-            self._phone(record, now)
-        for field in getattr(record, "parse_errors", ()):
-            m.parse_errors.inc((field,))
+            self._phone(record, account, now)
+        errors: tuple[ParseError, ...] = getattr(record, "parse_errors", ())
+        if len(errors) == 1:
+            m.parse_errors.inc(errors[0])
+        elif errors:  # an event refusing thousands of entries is counted in one step per (field, reason)
+            for error, count in Counter(errors).items():
+                m.parse_errors.inc(error, count)
         for listener in self._record_listeners:
             listener(record, source)
         return True
 
     def count_parse_error(self, field: str) -> None:
-        """An event rejected whole because `field` was missing or invalid."""
-        self._m.parse_errors.inc((field,))
+        """An event rejected whole because `field` was missing or of the wrong shape."""
+        self._m.parse_errors.inc((field, MALFORMED))
 
     def _stream_series(self, labels: tuple[str, ...]) -> _StreamSeries:
         """The series one media stream's values go to, looked up once per label set and kept."""
@@ -176,9 +199,8 @@ class Pipeline:
                 self._stream_cache[labels] = group
         return group
 
-    def _qos(self, record: QosRecord, now: float) -> None:
+    def _qos(self, record: QosRecord, account: str, now: float) -> None:
         m = self._m
-        account = self.account_label(record.account_id)
         product = record.product
         extra = self._directory.lookup(record.account_id, record.instance, record.participant_id)
         for stream in record.streams:
@@ -227,9 +249,8 @@ class Pipeline:
         if self.detail is not None:
             self.detail.on_qos(record, account, at, now)
 
-    def _summary(self, record: SummaryRecord, source: str, now: float) -> None:
+    def _summary(self, record: SummaryRecord, account: str, source: str, now: float) -> None:
         m = self._m
-        account = self.account_label(record.account_id)
         product = record.product
         extra = self._directory.lookup(record.account_id, record.instance, record.participant_id)
         m.participant_sessions.inc((account, product, source, *extra))
@@ -256,18 +277,16 @@ class Pipeline:
         if self.detail is not None:
             self.detail.on_summary(record, account, now)
 
-    def _participant_info(self, record: ParticipantInfo, now: float) -> None:
+    def _participant_info(self, record: ParticipantInfo, account: str, now: float) -> None:
         self._directory.update(record, now)
-        account = self.account_label(record.account_id)
         if record.final:
             self.participants.end((account, record.product, record.instance, record.participant_id), now)
         if self.detail is not None:
             self.detail.on_info(record, account, now)
 
-    def _meeting_event(self, record: MeetingEvent, now: float) -> None:
+    def _meeting_event(self, record: MeetingEvent, account: str, now: float) -> None:
         """Ordinary meeting events: a leave or the meeting's end ends activity at once (QSS alone waits for
         the summary or the activity window); started and joined only give detail mode its context."""
-        account = self.account_label(record.account_id)
         if record.kind == "left":
             self.participants.end((account, record.product, record.instance, record.participant_id), now)
         elif record.kind == "ended":
@@ -275,9 +294,8 @@ class Pipeline:
         if self.detail is not None:
             self.detail.on_context(record, account, now)
 
-    def _phone(self, record: PhoneQosRecord, now: float) -> None:
+    def _phone(self, record: PhoneQosRecord, account: str, now: float) -> None:
         m = self._m
-        account = self.account_label(record.account_id)
         summary = record.event == "phone.call_qos_summary"
         for sample in record.samples:
             # A summary may repeat samples already received one by one: count each sample once.

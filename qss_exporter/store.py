@@ -3,7 +3,8 @@
 It knows families, label tuples, buckets and time, and nothing about Zoom. Recording is plain
 attribute arithmetic on pre-built series objects (no locks: everything runs on one event loop), so
 that an observation costs well under a microsecond; `prometheus_client` measured ~3 us (see the
-performance issue). A hard cap on series protects the process; what it refuses is counted.
+performance issue). A hard cap on series protects the process: stored series and the series of
+computed (callback) families count against it alike, and the distinct series it refuses are counted.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
+
+from qss_exporter.distinct import DistinctCount
 
 __all__ = [
     "CallbackFamily",
@@ -85,7 +88,7 @@ class HistogramSeries(Series):
 
 
 class RefusedSeries:
-    """Stands in for a series the cap refused: every update is counted as dropped, nothing stored."""
+    """Stands in for a series the cap refused (counted once, when refused): updates are dropped."""
 
     __slots__ = ("family",)
 
@@ -93,10 +96,10 @@ class RefusedSeries:
         self.family = family
 
     def observe(self, value: float, now: float) -> None:
-        self.family.dropped += 1
+        pass
 
     def add(self, amount: float, now: float) -> None:
-        self.family.dropped += 1
+        pass
 
 
 class ExponentialBuckets:
@@ -163,11 +166,16 @@ class Family(Generic[S]):
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
         self.ttl = ttl
-        self.dropped = 0  # series refused by the store's cap
+        self._refused = DistinctCount()  # label sets the store's cap refused
         self._series: dict[LabelValues, S] = {}
 
     def __len__(self) -> int:
         return len(self._series)
+
+    @property
+    def dropped(self) -> int:
+        """Distinct series (label sets) the store's cap refused; a refused series updated again is not recounted."""
+        return self._refused.count()
 
     def series(self) -> Iterator[S]:
         return iter(list(self._series.values()))
@@ -217,8 +225,8 @@ class Family(Generic[S]):
         if len(labels) != len(self.labelnames):
             raise ValueError(f"{self.name}: expected {len(self.labelnames)} label values, got {labels!r}")
         store = self.store
-        if store.series_count >= store.max_series:
-            self.dropped += 1
+        if store.series_count + store.computed_count >= store.max_series:
+            self._refused.add(labels)
             return False
         store.series_count += 1
         return True
@@ -284,21 +292,54 @@ class HistogramFamily(Family[HistogramSeries]):
 
 
 class CallbackFamily:
-    """A gauge or counter computed when rendered (active participants, series counts): no stored state."""
+    """A gauge or counter computed when rendered (active participants, series counts): no stored state.
+
+    A `capped` family's series count against the store's cap like stored ones: `collect` keeps at most
+    the room the cap leaves, remembers how many it exposed (`held`), and counts the label sets it cut.
+    Fixed-size self-metrics are not capped, so that the cap can never hide its own refusals.
+    """
 
     def __init__(
         self,
+        store: Store,
         name: str,
         documentation: str,
         labelnames: Sequence[str],
         collect: Callable[[], Iterable[Sample]],
         type: FamilyType = "gauge",
+        capped: bool = True,
     ) -> None:
+        self.store = store
         self.type = type
         self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
-        self.collect = collect
+        self.capped = capped
+        self.held = 0  # series exposed by the last collect (capped families)
+        self._collect = collect
+        self._refused = DistinctCount()
+
+    def __len__(self) -> int:
+        return self.held
+
+    @property
+    def dropped(self) -> int:
+        """Distinct label sets the cap kept out of this family's output."""
+        return self._refused.count()
+
+    def collect(self) -> list[Sample]:
+        samples = list(self._collect())
+        if not self.capped:
+            return samples
+        store = self.store
+        room = max(0, store.max_series - store.series_count - (store.computed_count - self.held))
+        if len(samples) > room:
+            for sample in samples[room:]:
+                self._refused.add(sample.labels)
+            del samples[room:]
+        store.computed_count += len(samples) - self.held
+        self.held = len(samples)
+        return samples
 
 
 AnyFamily = CounterFamily | GaugeFamily | HistogramFamily | CallbackFamily
@@ -315,7 +356,8 @@ class Store:
         self.max_series = max_series
         self.clock = clock
         self.now = clock()
-        self.series_count = 0
+        self.series_count = 0  # stored series
+        self.computed_count = 0  # series the capped callback families exposed at their last collect
         self.generation = 0  # bumped whenever a series is removed, so cached series objects go stale
         self._families: dict[str, AnyFamily] = {}
 
@@ -356,8 +398,9 @@ class Store:
         labelnames: Sequence[str],
         collect: Callable[[], Iterable[Sample]],
         type: FamilyType = "gauge",
+        capped: bool = True,
     ) -> CallbackFamily:
-        family = CallbackFamily(name, documentation, labelnames, collect, type)
+        family = CallbackFamily(self, name, documentation, labelnames, collect, type, capped)
         self._register(family)
         return family
 

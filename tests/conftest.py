@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 import os
 import shutil
 import time
@@ -21,12 +22,47 @@ from qss_exporter.app import Agent
 from qss_exporter.config import config_from_mapping
 from qss_exporter.zoom.signature import sign
 from tests.redis_server import RedisServer
+from tests.secret_watch import WATCH, WatchHandler, register_secret
 
 SECRET = "test-secret-token"
 ROTATED_SECRET = "rotated-secret-token"
 OTHER_SECRET = "other-account-secret"
 ACCOUNT_ID = "Xq3vTn0bR8aL5mWcY2kPzQ"  # the account id of the shared samples
 SESSION_ACCOUNT_ID = "Hd5sWm1qQkO7rLbN3vTzXe"
+register_secret(SECRET, ROTATED_SECRET, OTHER_SECRET, "fake-client-secret")  # the last: tests/fake_zoom.py
+
+
+@pytest.fixture(scope="session", autouse=True)
+def secret_watch() -> Iterator[None]:
+    """Every log line of the session (the exporter's at DEBUG) goes through the secret watch; at the end,
+    the session fails if any line, process output or captured output held a configured secret."""
+    root, ours = logging.getLogger(), logging.getLogger("qss_exporter")
+    handler = WatchHandler()
+    levels = root.level, ours.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    ours.setLevel(logging.DEBUG)
+    yield
+    root.removeHandler(handler)
+    root.setLevel(levels[0])
+    ours.setLevel(levels[1])
+    assert not WATCH.leaks, WATCH.report()
+
+
+@pytest.fixture(autouse=True)
+def _watching(secret_watch: None) -> None:
+    """Put the watch back if a test replaced the root handlers (as `configure_logging` does)."""
+    root = logging.getLogger()
+    if not any(isinstance(handler, WatchHandler) for handler in root.handlers):
+        root.addHandler(WatchHandler())
+    logging.getLogger("qss_exporter").setLevel(logging.DEBUG)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Output the tests left uncaptured by capsys (stdout, stderr) is scanned too."""
+    for name, text in ((f"{report.nodeid} stdout", report.capstdout), (f"{report.nodeid} stderr", report.capstderr)):
+        if text:
+            WATCH.scan(text, name)
 
 
 class MutableClock:
@@ -129,7 +165,9 @@ async def start_agent() -> AsyncIterator[AgentFactory]:
 
     async def start(**overrides: Any) -> RunningAgent:
         clock = MutableClock()
-        agent = Agent(config_from_mapping(merge(base_config(), overrides)), clock=clock)
+        mapping = merge(base_config(), overrides)
+        WATCH.register_config(mapping)
+        agent = Agent(config_from_mapping(mapping), clock=clock)
         ready = asyncio.Event()
         task = asyncio.create_task(agent.serve(on_ready=lambda _: ready.set()))
         await asyncio.wait_for(ready.wait(), timeout=10)

@@ -18,6 +18,7 @@ import httpx
 import yaml
 
 from qss_exporter.zoom.signature import sign
+from tests.secret_watch import WATCH
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,6 +27,7 @@ class ExporterProcess:
     """`python -m qss_exporter ARGS` with its stdout and stderr lines collected by a thread."""
 
     def __init__(self, args: Sequence[str], env: dict[str, str] | None = None) -> None:
+        self.command = args[0] if args else ""
         self.lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []
         self.process = subprocess.Popen(
@@ -42,6 +44,7 @@ class ExporterProcess:
     def _pump(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
+            WATCH.scan(line, f"process qss-exporter {self.command}")
             self.output.append(line)
             self.lines.put(line)
 
@@ -97,6 +100,7 @@ class AgentProcess(ExporterProcess):
     ) -> None:
         self.config_path = directory / "config.yaml"
         self.config_path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
+        WATCH.register_config(config, env)
         super().__init__(["run", "--config", str(self.config_path), *args], env)
         try:
             match = self.wait_for(

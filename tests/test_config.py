@@ -34,7 +34,7 @@ MISSING_SECRET = (
 )
 ACCOUNT_KEYS = (
     "name, account_id, webhook_secret_token, webhook_secret_token_file, client_id, client_secret, client_secret_file, "
-    "websocket, sub_accounts"
+    "websocket, sub_accounts, undeclared_sub_accounts"
 )
 
 # Every section, in the order the message lists them (sections are added by several features at once).
@@ -546,6 +546,46 @@ def test_secrets_never_in_error_messages(account: dict[str, Any]) -> None:
     text = str(caught.value)
     for forbidden in ("SECRET-VALUE", "12345678", "87654321", "True"):
         assert forbidden not in text
+
+
+def test_url_passwords_and_header_strings_are_never_shown() -> None:
+    config = config_from_mapping(
+        {
+            "accounts": [ACME],
+            "zoom": {"api_base_url": "https://proxy-user:URL-SECRET-1@proxy.example/v2"},
+            "otlp": {
+                "enabled": True,
+                "endpoint": "https://otel:URL-SECRET-2@otel.example:4318/otlp?api-key=URL-SECRET-3",
+                "headers": "authorization=Bearer%20HEADER-SECRET-4,x-scope-orgid=tenant-1",
+            },
+        }
+    )
+    assert config.otlp.endpoint == "https://otel:URL-SECRET-2@otel.example:4318/otlp?api-key=URL-SECRET-3"  # as is
+    assert {name: value.reveal() for name, value in config.otlp.headers.items()} == {
+        "authorization": "Bearer HEADER-SECRET-4",
+        "x-scope-orgid": "tenant-1",
+    }
+    summary = json.dumps(redacted_summary(config))
+    assert "SECRET" not in summary
+    assert "https://<secret>@otel.example:4318/otlp?api-key=<secret>" in summary
+    assert '"headers": {"authorization": "<secret>", "x-scope-orgid": "<secret>"}' in summary
+
+
+@pytest.mark.parametrize(
+    "otlp",
+    [
+        {"endpoint": "ftp://user:URL-SECRET-VALUE@collector"},
+        {"headers": "Bearer HEADER-SECRET-VALUE"},
+        {"headers": "authorization=ok,HEADER-SECRET-VALUE"},
+        {"headers": ["authorization", "HEADER-SECRET-VALUE"]},
+        {"headers": {"bad header name": "HEADER-SECRET-VALUE"}},
+    ],
+)
+def test_otlp_secrets_never_in_error_messages(otlp: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_from_mapping({"accounts": [ACME], "otlp": otlp})
+    assert caught.value.problems[0].startswith("otlp.")
+    assert "SECRET-VALUE" not in str(caught.value)
 
 
 def test_yaml_syntax_error_does_not_echo_the_line(tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ from typing import Any
 
 from qss_exporter.app import Agent
 from qss_exporter.config import config_from_mapping
-from qss_exporter.enrichment import ParticipantDirectory, SiteMap
+from qss_exporter.enrichment import CLIENT_VERSIONS_MAX, ParticipantDirectory, SiteMap
+from qss_exporter.zoom import vocabulary as vocab
 from qss_exporter.zoom.events import decode
 from qss_exporter.zoom.records import ParticipantInfo, QosRecord
 from tests.conftest import MutableClock, base_config, merge
@@ -53,7 +54,13 @@ def test_everything_per_entity_expires_and_the_store_returns_to_baseline() -> No
     assert agent.catalogue.media_records.value(("acme", "meeting", "audio", "input", "client", "wifi", "leeds")) == 0
 
 
-def _info(participant: str, addresses: tuple[str, ...] = (), network: str | None = "wifi") -> ParticipantInfo:
+def _info(
+    participant: str,
+    addresses: tuple[str, ...] = (),
+    network: str | None = "wifi",
+    version: str | None = "6.2",
+    data_center: str | None = "FR",
+) -> ParticipantInfo:
     return ParticipantInfo(
         "meeting.participant_data",
         "a",
@@ -64,8 +71,8 @@ def _info(participant: str, addresses: tuple[str, ...] = (), network: str | None
         ("k",),
         network,
         "macos",
-        "6.2",
-        "FR",
+        version,
+        data_center,
         addresses,
         False,
     )
@@ -94,3 +101,26 @@ def test_site_map_longest_prefix_wins_and_ipv6_works() -> None:
     assert sites.site_of(["2001:db8::1"]) == "v6"
     assert sites.site_of(["not-an-ip", "192.0.2.1"]) == "unknown"
     assert sites.site_of(["198.51.100.7", "10.1.1.1"]) == "campus"  # public signalling IP first, LAN IP matches
+
+
+def test_data_centres_are_zoom_s_documented_codes_or_the_operator_s_else_other() -> None:
+    directory = ParticipantDirectory(
+        ("data_center",), SiteMap([]), ttl=100, max_entries=100, extra_data_centers=("sy",)
+    )
+    raw = {"FR (Sub)": "FR", "Germany (FR Top)": "FR", "SY (Sub)": "SY", "QQ (Sub)": "other", "x" * 5000: "other"}
+    for n, (text, label) in enumerate(raw.items()):
+        directory.update(_info(str(n), data_center=vocab.data_center(text)), now=0)
+        assert directory.lookup("a", "m", str(n)) == (label,), text
+
+
+def test_client_versions_are_bounded_in_number_and_a_quiet_one_frees_its_place() -> None:
+    directory = ParticipantDirectory(("client_version",), SiteMap([]), ttl=10_000, max_entries=1000, value_ttl=60)
+    for n in range(CLIENT_VERSIONS_MAX + 10):
+        directory.update(_info(str(n), version=f"9.{n}"), now=0)
+    labels = {directory.lookup("a", "m", str(n))[0] for n in range(CLIENT_VERSIONS_MAX + 10)}
+    assert len(labels) == CLIENT_VERSIONS_MAX + 1
+    assert "other" in labels
+    directory.update(_info("0", version="9.0"), now=50)  # one version stays in use
+    directory.expire(now=100)  # the others were last seen at 0: their places are free again
+    directory.update(_info("new", version="7.7"), now=100)
+    assert directory.lookup("a", "m", "new") == ("7.7",)

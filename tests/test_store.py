@@ -103,3 +103,41 @@ def test_histograms_without_a_scale_keep_no_exponential_buckets() -> None:
     family.observe((), 0.5)
     (series,) = family.series()
     assert not hasattr(series, "exponential")
+
+
+def test_a_refused_series_counts_once_however_often_it_is_updated() -> None:
+    store = Store(1, FakeClock())
+    family = store.counter("c_total", "doc", ("k",))
+    histogram = store.histogram("h", "doc", ("k",), (1.0,))
+    family.inc(("kept",))
+    for _ in range(1000):
+        family.inc(("refused",))
+        histogram.handle(("refused",)).observe(0.5, 0.0)
+        histogram.observe(("other",), 0.5)
+    assert (family.dropped, histogram.dropped) == (1, 2)
+
+
+def test_computed_series_count_against_the_cap_and_the_cut_ones_are_counted() -> None:
+    store = Store(10, FakeClock())
+    stored = store.counter("c_total", "doc", ("k",))
+    for n in range(4):
+        stored.inc((str(n),))
+    rows = [Sample((str(n),), 1.0) for n in range(8)]
+    active = store.callback("active", "doc", ("k",), lambda: rows)
+    assert [s.labels for s in active.collect()] == [(str(n),) for n in range(6)]  # the room left: 10 - 4
+    assert (len(active), active.dropped, store.computed_count) == (6, 2, 6)
+    stored.inc(("new",))  # the cap is full with the computed series: refused
+    assert (len(stored), stored.dropped) == (4, 1)
+    rows[:] = rows[:3]  # fewer active participants: their room is given back
+    assert len(active.collect()) == 3
+    stored.inc(("new",))
+    assert (len(stored), store.computed_count) == (5, 3)
+    assert active.dropped == 2  # refusals are a counter: they never go down
+
+
+def test_fixed_size_self_metrics_are_not_capped() -> None:
+    store = Store(1, FakeClock())
+    store.counter("c_total", "doc", ("k",)).inc(("a",))
+    series = store.callback("series", "doc", ("f",), lambda: [Sample(("a",), 1.0), Sample(("b",), 0.0)], capped=False)
+    assert len(series.collect()) == 2
+    assert store.computed_count == 0

@@ -88,6 +88,7 @@ class DetailSeries:
             "Detail series exposed (a meeting reserves 13), held under detail.max_series.",
             (),
             lambda: [Sample((), float(selection.series))],
+            capped=False,
         )
         store.callback(
             "zoom_qss_detail_series_refused_total",
@@ -95,6 +96,7 @@ class DetailSeries:
             ("kind",),
             lambda: [Sample((kind,), float(n)) for kind, n in selection.refused.items()],
             type="counter",
+            capped=False,
         )
         store.callback(
             "zoom_qss_detail_tracked",
@@ -104,6 +106,7 @@ class DetailSeries:
                 Sample(("participants",), float(len(self._participants))),
                 Sample(("meetings",), float(len(self._meetings))),
             ],
+            capped=False,
         )
 
     def _plain(self, m: Meeting, p: Participant | None) -> tuple[str, ...]:

@@ -50,6 +50,7 @@ from qss_exporter import __version__
 from qss_exporter.config import OtlpConfig
 from qss_exporter.outputs.otlp_names import otlp_name
 from qss_exporter.outputs.otlp_settings import build_metric_exporter, resolve_settings
+from qss_exporter.redaction import redact_url
 from qss_exporter.store import (
     CallbackFamily,
     CounterFamily,
@@ -408,7 +409,7 @@ class OtlpMetrics:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.endpoint = endpoint
+        self.endpoint = redact_url(endpoint)  # only ever shown in log lines
         self.exporter = exporter
         self.renderer = renderer
         self.self_metrics = self_metrics

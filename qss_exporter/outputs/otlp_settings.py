@@ -30,6 +30,7 @@ from opentelemetry.sdk.resources import Resource
 from qss_exporter import __version__
 from qss_exporter.config import OtlpConfig
 from qss_exporter.errors import ConfigError
+from qss_exporter.redaction import redact_url
 
 _E = TypeVar("_E", MetricExporter, LogRecordExporter)
 
@@ -76,10 +77,10 @@ class ExportSettings:
     tls_origins: Mapping[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
-        """A one-line summary for the start-up log (header values are secrets: names only)."""
+        """A one-line summary for the start-up log (header values and URL user-info are secrets: not shown)."""
         headers = ",".join(sorted(self.headers)) or "none"
         return (
-            f"{self.signal} via {self.protocol} to {self.endpoint} every {self.interval:g}s "
+            f"{self.signal} via {self.protocol} to {redact_url(self.endpoint)} every {self.interval:g}s "
             f"(timeout {self.timeout:g}s, {self.temporality}, compression {self.compression}, headers {headers})"
         )
 
@@ -168,6 +169,12 @@ def resolve_settings(
         # A bare host:port (allowed in the variables): TLS unless OTEL_EXPORTER_OTLP_INSECURE=true.
         plaintext = _choice(_env(environ, signal, "INSECURE"), ("true", "false"), warn) == "true"
         endpoint = f"{'http' if plaintext else 'https'}://{endpoint}"
+    if protocol == "grpc" and "@" in urlparse(endpoint).netloc:
+        # gRPC has no use for user-info (credentials go in headers), and the SDK's exporter would
+        # print it in every failure line ("Failed to export metrics to user:password@host").
+        parts = urlparse(endpoint)
+        endpoint = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+        log.warning("otlp endpoint: gRPC does not use the user-info of the URL; dropped (give credentials in headers)")
 
     headers = {key.lower(): value for key, value in _key_values(_env(environ, signal, "HEADERS"), warn).items()}
     headers.update({name: secret.reveal() for name, secret in config.headers.items()})

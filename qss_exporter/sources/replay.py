@@ -32,7 +32,8 @@ def _unwrap(envelope: object) -> object:
 
 
 def replay_lines(pipeline: Pipeline, lines: Iterable[bytes], origin: str = "<lines>") -> Counter[str]:
-    """Ingest every line; returns how many lines ended as accepted, duplicate, unknown_event, malformed."""
+    """Ingest every line; returns how many lines ended as accepted, duplicate, unknown_event, malformed,
+    unknown_account."""
     outcomes: Counter[str] = Counter()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -49,6 +50,10 @@ def replay_lines(pipeline: Pipeline, lines: Iterable[bytes], origin: str = "<lin
             outcomes["malformed"] += 1
         elif isinstance(decoded, UnknownEvent | UrlValidation):
             outcomes["unknown_event"] += 1
+        elif (refusal := pipeline.accounts.check(pipeline.accounts.names, decoded.account_id)) is not None:
+            # A capture carries no signature: any configured account may be replayed, no other.
+            log.warning("%s:%d: %s", origin, number, refusal)
+            outcomes[refusal] += 1
         else:
             outcomes["accepted" if pipeline.ingest(decoded, "replay") else "duplicate"] += 1
     return outcomes

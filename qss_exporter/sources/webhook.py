@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from qss_exporter.catalogue import WEBHOOK_OUTCOMES as _OUTCOMES
 from qss_exporter.errors import SignatureError
-from qss_exporter.logs import RateLimitedLog
+from qss_exporter.logs import RateLimitedLog, shown
 from qss_exporter.pipeline import Pipeline
 from qss_exporter.server.guard import received_at
 from qss_exporter.store import CounterFamily
@@ -77,7 +77,13 @@ class WebhookReceiver:
     ) -> None:
         self._pipeline = pipeline
         self._outcomes = {outcome: outcomes.handle((outcome,)) for outcome in _OUTCOMES}
-        self._secrets = [secret for account in accounts for secret in account.secrets]
+        # Which configured accounts each secret speaks for (usually one; two entries may share an app).
+        self._speakers: dict[str, tuple[str, ...]] = {}
+        for account in accounts:
+            for secret in account.secrets:
+                self._speakers[secret] = (*self._speakers.get(secret, ()), account.name)
+        self._secrets = list(self._speakers)
+        self._everyone = tuple(account.name for account in accounts)  # insecure_skip_verification
         self._tolerance = timestamp_tolerance
         self._max_body = max_body_bytes
         self._shed_after = shed_after
@@ -86,6 +92,7 @@ class WebhookReceiver:
         self._source = source
         self._path = path
         self._rejected = RateLimitedLog(log)
+        self._refused = RateLimitedLog(log, logging.WARNING)  # signed, but for an account it may not name
 
     def _count(self, outcome: str) -> None:
         self._outcomes[outcome].add(1.0, self._clock())
@@ -186,6 +193,19 @@ class WebhookReceiver:
             self._count("malformed")
             self._pipeline.count_parse_error(decoded.field)
             return _json(400, {"error": f"not a usable Zoom event: {decoded.field} missing or invalid"})
+        # The secret that verified the request decides which accounts it may speak for (docs/security.md).
+        speakers = self._everyone if self._insecure else self._speakers[secret]
+        refusal = self._pipeline.accounts.check(speakers, decoded.account_id)
+        if refusal is not None:
+            self._count(refusal)
+            self._refused(
+                refusal,
+                "refused a webhook (%s): account_id %s is not %s's",
+                refusal,
+                shown(decoded.account_id),
+                "/".join(speakers),
+            )
+            return _json(403, {"error": f"{refusal}: this secret token does not deliver events of that account"})
         try:
             accepted = self._pipeline.ingest(decoded, self._source)
         except Exception:

@@ -30,7 +30,9 @@ from qss_exporter.catalogue import (
     WebSocketFamilies,
 )
 from qss_exporter.errors import ZoomApiError
+from qss_exporter.logs import RateLimitedLog, shown
 from qss_exporter.pipeline import Pipeline
+from qss_exporter.redaction import redact_url
 from qss_exporter.zoom.events import Decoded
 from qss_exporter.zoom.oauth import AccessToken, TokenProvider
 from qss_exporter.zoom.records import InvalidEvent, UnknownEvent, UrlValidation
@@ -149,6 +151,7 @@ class WebSocketSource:
         self._grant = 0
         self._grant_confirmed = False
         self.connected = False
+        self._refused = RateLimitedLog(log, logging.WARNING)
         account = (settings.account,)
         families.connected.set(account, 0)
         for reason in WEBSOCKET_CONNECT_FAILURES:
@@ -175,7 +178,9 @@ class WebSocketSource:
         """Connect, and reconnect after every ending, until cancelled."""
         settings = self.settings
         attempt = 0
-        log.info("websocket %s: subscription %s via %s", settings.account, settings.subscription_id, settings.url)
+        log.info(
+            "websocket %s: subscription %s via %s", settings.account, settings.subscription_id, redact_url(settings.url)
+        )
         try:
             while True:
                 try:
@@ -397,6 +402,16 @@ class WebSocketSource:
             outcome = "malformed"
         elif isinstance(decoded, UnknownEvent | UrlValidation):
             outcome = "unknown_event"
+        elif (refusal := self._pipeline.accounts.check((account,), decoded.account_id)) is not None:
+            # A subscription speaks for its own account and its sub-accounts only.
+            outcome = refusal
+            self._refused(
+                refusal,
+                "websocket %s: refused an event (%s) of account_id %s",
+                account,
+                refusal,
+                shown(decoded.account_id),
+            )
         else:
             try:
                 outcome = "accepted" if self._pipeline.ingest(decoded, "websocket") else "duplicate"

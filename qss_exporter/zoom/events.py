@@ -1,24 +1,27 @@
 """Zoom event envelopes (already JSON-decoded) -> typed records. No dict travels past this module.
 
-`decode` never raises: an unusable body becomes InvalidEvent, an unknown event UnknownEvent, and a
-single unparsable value drops only that value (its field is listed in the record's parse_errors).
+`decode` is total: any JSON value, at any depth and size, gives a record, an UnknownEvent or an
+InvalidEvent, and never raises. A refused value drops only that value, a refused entry only that
+entry; each is listed in the record's parse_errors as (field, reason), from the closed set
+PARSE_ERRORS. An event carries at most one entry per QoS type (REFERENCE.md 1.6): further entries
+are refused as `too_many_entries`, so one event cannot count as thousands.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, Final
 
 from qss_exporter.zoom import vocabulary as vocab
+from qss_exporter.zoom.phone import decode_phone
 from qss_exporter.zoom.records import (
     NO_IDENTITY,
     CpuUsage,
     InvalidEvent,
     MeetingEvent,
+    ParseError,
     ParticipantIdentity,
     ParticipantInfo,
-    PhoneQosRecord,
-    PhoneSample,
     Product,
     QosRecord,
     QualityGrade,
@@ -29,20 +32,24 @@ from qss_exporter.zoom.records import (
     UnknownEvent,
     UrlValidation,
 )
-from qss_exporter.zoom.units import (
-    DBM,
-    FPS,
-    KBPS,
-    MILLISECONDS,
-    PERCENT,
-    PLAIN,
-    Unit,
-    UnitError,
-    parse_quantity,
-    parse_resolution_height,
+from qss_exporter.zoom.values import (
+    ID_MAX,
+    INT_ID_LIMIT,
+    MALFORMED,
+    PARSE_ERRORS,
+    QOS_MALFORMED,
+    QOS_TOO_MANY,
+    TOO_MANY_ENTRIES,
+    UNPARSABLE,
+    Fields,
+    free_text,
+    identifier,
+    quantity,
+    resolution_height,
+    timestamp_text,
 )
 
-__all__ = ["CONTEXT_EVENTS", "KNOWN_EVENTS", "decode", "decode_rest_summary"]
+__all__ = ["CONTEXT_EVENTS", "EVENT_ENTRIES_MAX", "KNOWN_EVENTS", "PARSE_ERRORS", "decode", "decode_rest_summary"]
 
 Decoded = Record | UrlValidation | UnknownEvent | InvalidEvent
 
@@ -82,89 +89,16 @@ CONTEXT_EVENTS = (
     "session.user_left",
 )
 
-
-# Zoom's value strings repeat endlessly ("0 ms", "41 kbps", "0.0%"): remembering each string's parse
-# per unit made decoding ~2x faster (bench/hotpath.py). Bounded: a cache is cleared when full.
-_CACHE_LIMIT = 16_384  # per unit (~1.5 MiB at most): ~6k distinct bitrates were seen in 50k events
-_UNPARSABLE = object()
-_MISSING = object()
-_PARSED: dict[Unit, dict[str, object]] = {unit: {} for unit in (KBPS, MILLISECONDS, PERCENT, FPS, DBM, PLAIN)}
-_HEIGHTS: dict[str, object] = {}
+# Bounds on what one event may carry, from what Zoom sends. A real-time `qos[]` has one entry per QoS
+# type (24 types today, 23 in summaries, REFERENCE.md 1.6); the room above that is for types Zoom adds.
+EVENT_ENTRIES_MAX: Final = 64
+_DATA_ENTRIES_MAX = 8  # `data[]`: one element in all of Zoom's examples
+_TOPIC_MAX = 200  # Zoom limits a meeting topic to 200 characters
+_MEETING_NUMBER_MAX = 32
 
 
-def _parse_into(cache: dict[str, object], raw: str, unit: Unit) -> object:
-    try:
-        value: object = parse_quantity(raw, unit)
-    except UnitError:
-        value = _UNPARSABLE
-    if len(cache) >= _CACHE_LIMIT:
-        cache.clear()
-    cache[raw] = value
-    return value
-
-
-def _quantity(details: dict[str, Any], key: str, unit: Unit, errors: list[str]) -> float | None:
-    """details[key] in base units; None when absent, empty or unparsable (then `key` joins errors)."""
-    raw = details.get(key)
-    if raw is None:
-        return None
-    if raw.__class__ is str:
-        cache = _PARSED[unit]
-        value = cache.get(raw, _MISSING)
-        if value is _MISSING:
-            value = _parse_into(cache, raw, unit)
-    else:
-        try:
-            value = parse_quantity(raw, unit)
-        except UnitError:
-            value = _UNPARSABLE
-    if value is _UNPARSABLE:
-        errors.append(key)
-        return None
-    return value  # type: ignore[return-value]  # float | None once _UNPARSABLE is ruled out
-
-
-def _height(details: dict[str, Any], errors: list[str]) -> float | None:
-    raw = details.get("resolution")
-    if raw is None:
-        return None
-    value = _HEIGHTS.get(raw, _MISSING) if raw.__class__ is str else _MISSING
-    if value is _MISSING:
-        try:
-            value = parse_resolution_height(raw)
-        except UnitError:
-            value = _UNPARSABLE
-        if raw.__class__ is str:
-            if len(_HEIGHTS) >= _CACHE_LIMIT:
-                _HEIGHTS.clear()
-            _HEIGHTS[raw] = value
-    if value is _UNPARSABLE:
-        errors.append("resolution")
-        return None
-    return value  # type: ignore[return-value]
-
-
-class _Fields:
-    """Reads one `details` object, scaling each value and remembering which fields failed."""
-
-    __slots__ = ("details", "errors")
-
-    def __init__(self, details: dict[str, Any], errors: list[str]) -> None:
-        self.details = details
-        self.errors = errors
-
-    def get(self, key: str, unit: Unit) -> float | None:
-        return _quantity(self.details, key, unit, self.errors)
-
-    def text(self, key: str) -> str | None:
-        raw = self.details.get(key)
-        if isinstance(raw, str):
-            return raw.strip() or None
-        if isinstance(raw, dict):  # webinar schema quirk: a `quality` object nested in `quality`
-            return self.__class__(raw, self.errors).text(key)
-        if raw is not None:
-            self.errors.append(key)
-        return None
+_DETAILS_MALFORMED: Final = ("details", MALFORMED)
+_TYPE_MALFORMED: Final = ("type", MALFORMED)
 
 
 def decode(envelope: object) -> Decoded:
@@ -174,12 +108,13 @@ def decode(envelope: object) -> Decoded:
     event = envelope.get("event")
     if not isinstance(event, str) or not event:
         return InvalidEvent("", "event")
+    event = event[:ID_MAX]  # only ever compared with known names, or reported
     payload = envelope.get("payload")
     if not isinstance(payload, dict):
         return InvalidEvent(event, "payload")
     if event == "endpoint.url_validation":
         token = payload.get("plainToken")
-        if not isinstance(token, str) or not token:
+        if not isinstance(token, str) or not token or len(token) > ID_MAX:
             return InvalidEvent(event, "plainToken")
         return UrlValidation(token)
     if event not in _KNOWN:
@@ -191,12 +126,12 @@ def decode(envelope: object) -> Decoded:
     if not isinstance(obj, dict):
         return InvalidEvent(event, "object")
     raw_ts = envelope.get("event_ts")
-    event_ts = raw_ts if isinstance(raw_ts, int) and not isinstance(raw_ts, bool) and raw_ts > 0 else None
+    event_ts = raw_ts if raw_ts.__class__ is int and 0 < raw_ts < INT_ID_LIMIT else None
     kind = event.partition(".")[2]
     if event in _CONTEXT:
         return _context_event(event, kind, account_id, obj, event_ts)
     if event.startswith("phone."):
-        return _phone(event, account_id, obj, event_ts)
+        return decode_phone(event, account_id, obj, event_ts)
     product = _PRODUCTS[event.partition(".")[0]]
     return _participant_event(event, kind, product, account_id, obj, event_ts)
 
@@ -218,7 +153,7 @@ def _participant_event(
         person = obj.get("participant")
         # Real-time events call the per-instance id `user_id`, summaries and data `participant_id`.
         id_keys = ("user_id", "participant_id") if kind == "participant_qos" else ("participant_id", "user_id")
-    if not isinstance(instance, str) or not instance:
+    if not isinstance(instance, str) or not instance or len(instance) > ID_MAX:
         return InvalidEvent(event, "session_id" if product == "session" else "uuid")
     if not isinstance(person, dict):
         return InvalidEvent(event, "user" if product == "session" else "participant")
@@ -231,26 +166,25 @@ def _participant_event(
     identity = _identity(person, product == "session")
     if kind.endswith(("_data", "_data_summary")):
         return _participant_info(
-            event, product, account_id, instance, participant_id, person, event_ts, identity, _text(obj, "id")
+            event, product, account_id, instance, participant_id, person, event_ts, identity, _meeting_number(obj)
         )
     entries = person.get("qos")
     if not isinstance(entries, list):
         return InvalidEvent(event, "qos")
     if kind.endswith("_summary"):
         return _summary(
-            event, product, account_id, instance, participant_id, event_time, entries, identity, _text(obj, "id")
+            event, product, account_id, instance, participant_id, event_time, entries, identity, _meeting_number(obj)
         )
     return _realtime(event, product, account_id, instance, participant_id, event_ts, entries, identity)
 
 
-def _text(obj: dict[str, Any], key: str) -> str:
-    """A string or integer field as text ("" when absent or of another type); meeting numbers come as both."""
-    value = obj.get(key)
-    if value.__class__ is str:
-        return str(value).strip()
-    if isinstance(value, int) and not isinstance(value, bool):
+def _meeting_number(obj: dict[str, Any]) -> str:
+    """`object.id`, a string or an integer ("" when absent, of another type, or longer than any meeting number)."""
+    value = obj.get("id")
+    if value.__class__ is int and 0 <= value < INT_ID_LIMIT:
         return str(value)
-    return ""
+    text = free_text(value, _MEETING_NUMBER_MAX + 1)
+    return text if len(text) <= _MEETING_NUMBER_MAX else ""
 
 
 def _identity(person: dict[str, Any], session: bool) -> ParticipantIdentity:
@@ -267,14 +201,7 @@ def _identity(person: dict[str, Any], session: bool) -> ParticipantIdentity:
         return NO_IDENTITY
     # tuple.__new__ skips the NamedTuple's Python-level __new__: a third of this function's cost, which
     # every real-time event pays whether detail mode is on or not.
-    return _new_tuple(
-        ParticipantIdentity,
-        (
-            user_id if user_id.__class__ is str else "",
-            email if email.__class__ is str else "",
-            name if name.__class__ is str else "",
-        ),
-    )
+    return _new_tuple(ParticipantIdentity, (free_text(user_id), free_text(email), free_text(name)))
 
 
 _new_tuple = tuple.__new__
@@ -282,11 +209,9 @@ _new_tuple = tuple.__new__
 
 def _first_id(person: dict[str, Any], keys: tuple[str, ...]) -> str | None:
     for key in keys:
-        value = person.get(key)
-        if isinstance(value, str) and value:
+        value = identifier(person.get(key))
+        if value is not None:
             return value
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
     return None
 
 
@@ -300,34 +225,45 @@ def _realtime(
     entries: list[Any],
     identity: ParticipantIdentity = NO_IDENTITY,
 ) -> QosRecord:
-    errors: list[str] = []
+    errors: list[ParseError] = []
     streams: list[StreamSample] = []
     grades: list[QualityGrade] = []
     notifications: list[str] = []
     cpu: CpuUsage | None = None
     rssi: float | None = None
     latest = ""
-    for entry in entries:
-        if not isinstance(entry, dict):
-            errors.append("qos")
+    seen: set[str] = set()
+    for index, entry in enumerate(entries):
+        if index == EVENT_ENTRIES_MAX:
+            errors.extend([QOS_TOO_MANY] * (len(entries) - index))
+            break
+        if entry.__class__ is not dict:
+            errors.append(QOS_MALFORMED)
             continue
         details = entry.get("details")
-        if not isinstance(details, dict):
-            errors.append("details")
-            continue
-        stamp = entry.get("date_time")
-        if isinstance(stamp, str) and stamp > latest:
-            latest = stamp
         kind = entry.get("type")
-        stream = _STREAM_TYPES.get(kind) if kind.__class__ is str else None
+        if details.__class__ is not dict:
+            errors.append(_DETAILS_MALFORMED)
+            continue
+        if kind.__class__ is not str:
+            errors.append(_TYPE_MALFORMED)
+            continue
+        if kind in seen:
+            errors.append(QOS_TOO_MANY)
+            continue
+        seen.add(kind)
+        stamp = timestamp_text(entry.get("date_time"))
+        if stamp > latest:
+            latest = stamp
+        stream = _STREAM_TYPES.get(kind)
         if stream is not None:
-            bitrate = _quantity(details, "bitrate", KBPS, errors)
-            latency = _quantity(details, "latency", MILLISECONDS, errors)
-            jitter = _quantity(details, "jitter", MILLISECONDS, errors)
-            avg_loss = _quantity(details, "avg_loss", PERCENT, errors)
-            max_loss = _quantity(details, "max_loss", PERCENT, errors)
-            frame_rate = _quantity(details, "frame_rate", FPS, errors)
-            height = _height(details, errors)
+            bitrate = quantity(details, "bitrate", errors)
+            latency = quantity(details, "latency", errors)
+            jitter = quantity(details, "jitter", errors)
+            avg_loss = quantity(details, "avg_loss", errors)
+            max_loss = quantity(details, "max_loss", errors)
+            frame_rate = quantity(details, "frame_rate", errors)
+            height = resolution_height(details, errors)
             # Zoom reports inactive streams (camera off, nobody sharing) as "", as zeros or not at
             # all: a stream with no non-zero value is not a participant-minute of that media.
             if bitrate or latency or jitter or avg_loss or max_loss or frame_rate or height:
@@ -347,7 +283,7 @@ def _realtime(
                 )
             if "quality" not in details and "quality_score" not in details and "avg_rssi" not in details:
                 continue
-        fields = _Fields(details, errors)
+        fields = Fields(details, errors)
         if kind == "cpu_usage":
             cpu = _cpu(fields)
         elif kind == "notification":
@@ -381,11 +317,11 @@ def _realtime(
     )
 
 
-def _cpu(fields: _Fields) -> CpuUsage | None:
+def _cpu(fields: Fields) -> CpuUsage | None:
     usage = CpuUsage(
-        fields.get("zoom_avg_cpu_usage", PERCENT),
-        fields.get("zoom_max_cpu_usage", PERCENT),
-        fields.get("system_max_cpu_usage", PERCENT),
+        fields.get("zoom_avg_cpu_usage"),
+        fields.get("zoom_max_cpu_usage"),
+        fields.get("system_max_cpu_usage"),
     )
     return usage if usage != _NO_CPU else None
 
@@ -393,26 +329,26 @@ def _cpu(fields: _Fields) -> CpuUsage | None:
 _NO_CPU = CpuUsage(None, None, None)
 
 
-def _grade(kind: object, fields: _Fields) -> QualityGrade | None:
+def _grade(kind: str, fields: Fields) -> QualityGrade | None:
     media = vocab.media_of_type(kind)
     if media is None:
         return None
     raw_quality = fields.text("quality")
     quality = vocab.QUALITIES.get(raw_quality.lower()) if raw_quality is not None else None
     if raw_quality is not None and quality is None:
-        fields.errors.append("quality")
-    score = fields.get("quality_score", PLAIN)
+        fields.errors.append(("quality", UNPARSABLE))
+    score = fields.get("quality_score")
     if quality is None and score is None:
         return None
     return QualityGrade(media, quality, score)
 
 
-def _rssi(fields: _Fields) -> float | None:
+def _rssi(fields: Fields) -> float | None:
     unit = fields.text("rssi_unit")
     if unit is not None and unit.lower() != "dbm":
-        fields.errors.append("rssi_unit")
+        fields.errors.append(("rssi_unit", UNPARSABLE))
         return None
-    return fields.get("avg_rssi", DBM)
+    return fields.get("avg_rssi")
 
 
 def _summary(
@@ -426,33 +362,45 @@ def _summary(
     identity: ParticipantIdentity = NO_IDENTITY,
     meeting_number: str = "",
 ) -> SummaryRecord:
-    errors: list[str] = []
+    errors: list[ParseError] = []
     streams: list[StreamSummary] = []
     grades: list[QualityGrade] = []
-    for entry in entries:
-        if not isinstance(entry, dict) or not isinstance(entry.get("details"), dict):
-            errors.append("qos")
+    seen: set[str] = set()
+    for index, entry in enumerate(entries):
+        if index == EVENT_ENTRIES_MAX:
+            errors.extend([QOS_TOO_MANY] * (len(entries) - index))
+            break
+        if entry.__class__ is not dict or entry.get("details").__class__ is not dict:
+            errors.append(QOS_MALFORMED)
             continue
         kind = entry.get("type")
-        fields = _Fields(entry["details"], errors)
-        stream = vocab.STREAM_TYPES.get(kind) if isinstance(kind, str) else None
+        if kind.__class__ is not str:
+            errors.append(_TYPE_MALFORMED)
+            continue
+        if kind in seen:
+            errors.append(QOS_TOO_MANY)
+            continue
+        seen.add(kind)
+        details = entry["details"]
+        fields = Fields(details, errors)
+        stream = _STREAM_TYPES.get(kind)
         if stream is not None:
             summary = StreamSummary(
                 stream[0],
                 stream[1],
                 stream[2],
-                fields.get("avg_bitrate", KBPS),
-                fields.get("max_bitrate", KBPS),
-                fields.get("avg_latency", MILLISECONDS),
-                fields.get("max_latency", MILLISECONDS),
-                fields.get("avg_jitter", MILLISECONDS),
-                fields.get("max_jitter", MILLISECONDS),
-                fields.get("avg_loss", PERCENT),
-                fields.get("max_loss", PERCENT),
+                fields.get("avg_bitrate"),
+                fields.get("max_bitrate"),
+                fields.get("avg_latency"),
+                fields.get("max_latency"),
+                fields.get("avg_jitter"),
+                fields.get("max_jitter"),
+                fields.get("avg_loss"),
+                fields.get("max_loss"),
             )
             if _summary_active(summary):
                 streams.append(summary)
-        if "quality" in entry["details"] or "quality_score" in entry["details"]:
+        if "quality" in details or "quality_score" in details:
             grade = _grade(kind, fields)
             if grade is not None:
                 grades.append(grade)
@@ -528,6 +476,7 @@ _ADDRESS_KEYS = (
     "video_internal_ip_address",
     "as_internal_ip_address",
 )
+_ADDRESS_MAX = 64  # an IPv6 address with a zone index fits
 
 
 def _participant_info(
@@ -544,14 +493,21 @@ def _participant_info(
     entries = person.get("data")
     if not isinstance(entries, list):
         return InvalidEvent(event, "data")
+    errors: list[ParseError] = []
+    if len(entries) > _DATA_ENTRIES_MAX:
+        errors.extend([("data", TOO_MANY_ENTRIES)] * (len(entries) - _DATA_ENTRIES_MAX))
     # Zoom's examples carry one element; if there are several, the last one is the latest state.
     data: dict[str, Any] = {}
-    for entry in entries:
-        if isinstance(entry, dict):
+    for entry in entries[:_DATA_ENTRIES_MAX]:
+        if entry.__class__ is dict:
             data.update(entry)
+        else:
+            errors.append(("data", MALFORMED))
     addresses = tuple(
         dict.fromkeys(
-            value.strip() for key in _ADDRESS_KEYS if isinstance(value := data.get(key), str) and value.strip()
+            value.strip()
+            for key in _ADDRESS_KEYS
+            if isinstance(value := data.get(key), str) and 0 < len(value) <= _ADDRESS_MAX and value.strip()
         )
     )
     return ParticipantInfo(
@@ -570,6 +526,7 @@ def _participant_info(
         event.endswith("_summary"),
         identity,
         meeting_number,
+        tuple(errors),
     )
 
 
@@ -587,7 +544,7 @@ def _context_event(event: str, kind: str, account_id: str, obj: dict[str, Any], 
     product = _PRODUCTS[event.partition(".")[0]]
     session = product == "session"
     instance = obj.get("session_id" if session else "uuid")
-    if not isinstance(instance, str) or not instance:
+    if not isinstance(instance, str) or not instance or len(instance) > ID_MAX:
         return InvalidEvent(event, "session_id" if session else "uuid")
     what = _CONTEXT_KINDS[kind]
     participant_id, identity = "", NO_IDENTITY
@@ -617,75 +574,7 @@ def _context_event(event: str, kind: str, account_id: str, obj: dict[str, Any], 
         participant_id,
         event_ts / 1000.0 if event_ts is not None else None,
         (event, account_id, instance, participant_id, event_ts or 0),
-        "" if session else _text(obj, "id"),
-        _text(obj, "session_name" if session else "topic"),
+        "" if session else _meeting_number(obj),
+        free_text(obj.get("session_name" if session else "topic"), _TOPIC_MAX),
         identity,
-    )
-
-
-def _phone(event: str, account_id: str, obj: dict[str, Any], event_ts: int | None) -> Decoded:
-    call_id = obj.get("call_id")
-    if isinstance(call_id, int) and not isinstance(call_id, bool):
-        call_id = str(call_id)
-    if not isinstance(call_id, str) or not call_id:
-        return InvalidEvent(event, "call_id")
-    call_id = sys.intern(call_id)
-    legs = obj.get("call_qos")
-    # phone.call_qos carries one leg as an object with one sample as an object; the summary an
-    # array of legs, each with an array of samples. Both shapes are accepted in both events.
-    if isinstance(legs, dict):
-        legs = [legs]
-    if not isinstance(legs, list):
-        return InvalidEvent(event, "call_qos")
-    errors: list[str] = []
-    samples: list[PhoneSample] = []
-    for leg in legs:
-        leg_name = leg.get("type") if isinstance(leg, dict) else None
-        if leg_name not in vocab.PHONE_LEGS:
-            errors.append("call_qos.type")
-            continue
-        entries = leg.get("qos")
-        for entry in [entries] if isinstance(entries, dict) else entries if isinstance(entries, list) else []:
-            sample = _phone_sample(leg_name, entry, errors)
-            if sample is not None:
-                samples.append(sample)
-    ended = (isinstance(obj.get("call_end_time"), str) and bool(obj["call_end_time"])) or event.endswith("_summary")
-    if event == "phone.call_qos" and len(samples) == 1:
-        first = samples[0]
-        key: tuple[str | int, ...] = (event, account_id, call_id, first.leg, first.direction, first.sample_time)
-    else:
-        key = (event, account_id, call_id, event_ts or 0)
-    return PhoneQosRecord(
-        event,
-        account_id,
-        call_id,
-        event_ts / 1000.0 if event_ts is not None else None,
-        key,
-        ended,
-        tuple(samples),
-        tuple(errors),
-    )
-
-
-def _phone_sample(leg: str, entry: object, errors: list[str]) -> PhoneSample | None:
-    if not isinstance(entry, dict) or not isinstance(entry.get("details"), dict):
-        errors.append("qos")
-        return None
-    direction = entry.get("type")
-    if direction not in vocab.PHONE_DIRECTIONS:
-        errors.append("qos.type")
-        return None
-    stamp = entry.get("date_time")
-    fields = _Fields(entry["details"], errors)
-    # Zoom Phone sends bare numbers ("31", "0.4"); the parser also takes them with units.
-    return PhoneSample(
-        leg,
-        direction,
-        stamp if isinstance(stamp, str) else "",
-        fields.get("mos", PLAIN),
-        fields.get("network_delay", MILLISECONDS),
-        fields.get("jitter", MILLISECONDS),
-        fields.get("avg_loss", PERCENT),
-        fields.get("max_loss", PERCENT),
-        fields.get("bitrate", KBPS),
     )

@@ -1,7 +1,8 @@
 """Typed, immutable records that every source (webhook, WebSocket, poller, replay, demo) produces.
 
 Values are already in base units: seconds, bytes per second, ratios 0-1, dBm. A field that Zoom
-left empty or sent unparsable is None; unparsable fields are also named in `parse_errors`.
+left empty, sent unparsable or implausible is None; each refused value (and each refused entry) is
+listed in `parse_errors` as a (field, reason) pair.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ __all__ = [
     "DedupeKey",
     "InvalidEvent",
     "MeetingEvent",
+    "ParseError",
     "ParticipantIdentity",
     "ParticipantInfo",
     "PhoneQosRecord",
@@ -37,6 +39,7 @@ Product = Literal["meeting", "webinar", "session"]
 Media = Literal["audio", "video", "share"]
 Quality = Literal["good", "fair", "poor", "bad"]
 DedupeKey = tuple[str | int, ...]
+ParseError = tuple[str, str]  # (field, reason): a label set of zoom_qss_parse_errors_total
 
 
 class ParticipantIdentity(NamedTuple):
@@ -101,7 +104,7 @@ class QosRecord:
     cpu: CpuUsage | None
     rssi_dbm: float | None  # average Wi-Fi RSSI
     notifications: tuple[str, ...]
-    parse_errors: tuple[str, ...]
+    parse_errors: tuple[ParseError, ...]
     identity: ParticipantIdentity = NO_IDENTITY
 
 
@@ -134,7 +137,7 @@ class SummaryRecord:
     dedupe_key: DedupeKey
     streams: tuple[StreamSummary, ...]
     grades: tuple[QualityGrade, ...]
-    parse_errors: tuple[str, ...]
+    parse_errors: tuple[ParseError, ...]
     identity: ParticipantIdentity = NO_IDENTITY
     meeting_number: str = ""  # `object.id` (meetings and webinars), "" when Zoom left it out
 
@@ -162,6 +165,7 @@ class ParticipantInfo:
     final: bool  # a *_data_summary: the participant has left
     identity: ParticipantIdentity = NO_IDENTITY
     meeting_number: str = ""
+    parse_errors: tuple[ParseError, ...] = ()
 
 
 class PhoneSample(NamedTuple):
@@ -189,7 +193,7 @@ class PhoneQosRecord:
     dedupe_key: DedupeKey
     ended: bool
     samples: tuple[PhoneSample, ...]
-    parse_errors: tuple[str, ...]
+    parse_errors: tuple[ParseError, ...]
 
 
 @dataclass(frozen=True, slots=True)

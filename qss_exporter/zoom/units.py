@@ -19,6 +19,7 @@ __all__ = [
     "PLAIN",
     "Unit",
     "UnitError",
+    "UnitRangeError",
     "parse_quantity",
     "parse_resolution_height",
 ]
@@ -48,6 +49,14 @@ class UnitError(ValueError):
     """A value that is present but not a number in the expected unit."""
 
 
+class UnitRangeError(UnitError):
+    """A number too large for a float (or for Python's int -> str limit): surely not a measurement."""
+
+
+# Beyond this an int is no measurement; it also keeps repr() below Python's 4300-digit limit.
+_INT_LIMIT = 10**18
+
+
 def _plain_decimal(text: str) -> bool:
     # float() also takes "nan", "1e3", "1_000" and non-ASCII digits; Zoom sends none of these, so
     # they are rejected as unparsable instead of being silently accepted.
@@ -73,15 +82,17 @@ def parse_quantity(raw: object, unit: Unit) -> float | None:
         if suffix and text[-len(suffix) :].lower() == suffix:
             text = text[: -len(suffix)].rstrip()
         if not _plain_decimal(text):
-            raise UnitError(f"{raw!r} is not a number in {suffix or 'plain units'}")
+            raise UnitError(f"{_short(raw)} is not a number in {suffix or 'plain units'}")
     elif isinstance(raw, int | float) and not isinstance(raw, bool):
+        if isinstance(raw, int) and not -_INT_LIMIT < raw < _INT_LIMIT:
+            raise UnitRangeError(f"an integer of {len(str(_INT_LIMIT))} or more digits is out of range")
         if not math.isfinite(raw):
             raise UnitError(f"{raw!r} is not finite")
         text = repr(raw)
         if "e" in text:  # 1e+16: already in exponent form, scale numerically
             scaled = float(raw) * 10.0**unit.decimal_exponent * unit.factor
             if not math.isfinite(scaled):
-                raise UnitError(f"{raw!r} is out of range")
+                raise UnitRangeError(f"{raw!r} is out of range")
             return scaled
     elif raw is None:
         return None
@@ -89,7 +100,7 @@ def parse_quantity(raw: object, unit: Unit) -> float | None:
         raise UnitError(f"{type(raw).__name__} is not a number")
     value = float(f"{text}e{unit.decimal_exponent}") if unit.decimal_exponent else float(text)
     if not math.isfinite(value):  # a few hundred digits overflow to inf
-        raise UnitError(f"{raw!r} is out of range")
+        raise UnitRangeError(f"{_short(raw)} is out of range")
     return value * unit.factor if unit.factor != 1.0 else value
 
 
@@ -110,6 +121,16 @@ def parse_resolution_height(raw: object) -> float | None:
         if found:
             width, height = width.strip(), height.strip()
             if width.isascii() and width.isdigit() and height.isascii() and height.isdigit():
-                return float(height) if int(height) > 0 else None
+                # float(), not int(): int() refuses more than 4300 digits, float() gives inf.
+                value = float(height)
+                if not math.isfinite(value):
+                    raise UnitRangeError(f"{_short(raw)} is out of range")
+                return value if value > 0 else None
             break
-    raise UnitError(f"{raw!r} is not width*height")
+    raise UnitError(f"{_short(raw)} is not width*height")
+
+
+def _short(raw: object) -> str:
+    """The value for an error message, cut short: it may be megabytes long."""
+    text = repr(raw) if isinstance(raw, str) else type(raw).__name__
+    return text if len(text) <= 40 else f"{text[:37]}..."

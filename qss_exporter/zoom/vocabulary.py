@@ -11,6 +11,7 @@ from typing import Final
 from qss_exporter.zoom.records import Media, Quality
 
 __all__ = [
+    "DATA_CENTERS",
     "PHONE_DIRECTIONS",
     "PHONE_LEGS",
     "QUALITIES",
@@ -102,23 +103,56 @@ def client_os(raw: object) -> str | None:
 
 
 def client_version(raw: object) -> str | None:
-    """Major.minor of a client version ("6.2.5.41632" -> "6.2"): patch builds would explode cardinality."""
+    """Major.minor of a client version ("6.2.5.41632" -> "6.2"): patch builds would explode cardinality.
+
+    Each part has at most two digits (Zoom's clients are 5.x and 6.x, its SDKs 1.x and 2.x); anything
+    else is "other". The enrichment directory also bounds how many distinct versions it labels.
+    """
     if not isinstance(raw, str) or not raw.strip():
         return None
-    parts = raw.strip().split(".")
-    if len(parts) >= 2 and all(p.isascii() and p.isdigit() and len(p) <= 4 for p in parts[:2]):
+    parts = raw.strip()[:64].split(".")
+    if len(parts) >= 2 and all(p.isascii() and p.isdigit() and len(p) <= 2 for p in parts[:2]):
         return f"{int(parts[0])}.{int(parts[1])}"
     return "other"
 
 
+# Zoom's data-centre codes as its documents show them. Zoom publishes no complete list of the site
+# codes that `data_center` carries, so this is the union of:
+# * the data-centre region codes of the `data_center_regions` meeting setting (Zoom API reference,
+#   which points to the "Datacenter abbreviation list" support article 360059254691): AU, LA, CA,
+#   CN, DE, HK, IN, IE, TY, MX, NL, SG, US;
+# * the site codes in Zoom's QSS and Dashboard examples: "FR (Sub)", "AMS (Sub)", "DV (Sub)" in the
+#   `*_data` events, "Germany (FR Top)" in the Dashboard's `data_center`, and the "SC (Sub)" form
+#   REFERENCE.md 1.8 describes (SC: San Jose, Zoom's home site);
+# * NY (New York), which the bundled demo's simulated organisation uses; no Zoom document we found
+#   confirms it, and it does no harm if Zoom never sends it.
+# Other codes become "other" unless the operator lists them in `labels.extra_data_centers`.
+DATA_CENTERS: Final = frozenset(
+    {"AU", "LA", "CA", "CN", "DE", "HK", "IN", "IE", "TY", "MX", "NL", "SG", "US", "FR", "AMS", "DV", "SC", "NY"}
+)
+_CODE_MAX = 4
+
+
+def _code(text: str) -> str | None:
+    code = text.strip().upper()
+    return code if 0 < len(code) <= _CODE_MAX and code.isascii() and code.isalnum() else None
+
+
 def data_center(raw: object) -> str | None:
-    """Zoom data centre code: "FR (Sub)" -> "FR". Anything that is not a short code is "other"."""
+    """The data-centre code in Zoom's `data_center`: "FR (Sub)" and "Germany (FR Top)" both give "FR".
+
+    Returns an upper-case code of at most four letters or digits, documented or not (the enrichment
+    directory closes the set against DATA_CENTERS and the operator's extra codes), or "other" for
+    text that holds no such code.
+    """
     if not isinstance(raw, str) or not raw.strip():
         return None
-    code = raw.strip().partition("(")[0].strip()
-    if 0 < len(code) <= 24 and code.isascii() and all(c.isalnum() or c in " -_" for c in code):
-        return code
-    return "other"
+    outer, _, inner = raw[:64].partition("(")
+    found = _code(outer)
+    if found is None and inner:
+        words = inner.partition(")")[0].split()
+        found = _code(words[0]) if words else None
+    return found or "other"
 
 
 _NOTIFICATIONS: Final = {

@@ -132,8 +132,12 @@ def _success(value: object) -> bool | None:
 def _detail(content: object) -> str:
     if content is None:
         return ""
-    text = content if isinstance(content, str) else orjson.dumps(content).decode()
-    return text[:_DETAIL_CHARS]
+    if isinstance(content, str):
+        return content[:_DETAIL_CHARS]
+    try:
+        return orjson.dumps(content).decode()[:_DETAIL_CHARS]
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes (254 levels): no text worth showing
+        return ""
 
 
 def _says_token_refused(detail: str) -> bool:

@@ -92,6 +92,18 @@ def test_signal_endpoint_is_used_as_it_is_and_bare_grpc_hosts_mean_tls() -> None
     assert resolve_settings(config(), plain).endpoint == "http://collector:4317"
 
 
+def test_a_password_in_the_endpoint_is_never_shown(caplog: pytest.LogCaptureFixture) -> None:
+    http = resolve_settings(config(protocol="http/protobuf", endpoint="https://user:URL-PASSWORD@otel:4318"), {})
+    assert http.endpoint == "https://user:URL-PASSWORD@otel:4318/v1/metrics"  # HTTP sends it as basic auth
+    assert "URL-PASSWORD" not in http.describe()
+    with caplog.at_level(logging.WARNING):
+        grpc = resolve_settings(config(protocol="grpc", endpoint="https://user:URL-PASSWORD@otel:4317"), {})
+    # The gRPC exporter names its endpoint in every failure line, and gRPC has no use for user-info.
+    assert grpc.endpoint == "https://otel:4317"
+    assert "gRPC does not use the user-info" in caplog.text
+    assert "URL-PASSWORD" not in caplog.text
+
+
 def test_invalid_variables_are_ignored_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     env = {
         "OTEL_EXPORTER_OTLP_PROTOCOL": "udp",

@@ -236,7 +236,7 @@ async def test_every_label_value_is_present_from_start(rig: RigFactory) -> None:
     r = await rig(start=False)
     samples = r.metrics()
     assert total(samples, "zoom_qss_websocket_connected", account="acme") == 0
-    for family, count in [("connect_failures", 9), ("reconnects", 7), ("messages", 5), ("events", 5)]:
+    for family, count in [("connect_failures", 9), ("reconnects", 7), ("messages", 5), ("events", 7)]:
         name = f"zoom_qss_websocket_{family}_total"
         assert sum(1 for sample, _ in samples if sample == name) == count, name
     assert all(value == 0 for (name, _), value in samples.items() if name.startswith("zoom_qss_websocket_"))
@@ -711,8 +711,14 @@ def comparable(samples: Series) -> Series:
 async def test_events_arrive_in_metrics_exactly_as_by_webhook(
     zoom: FakeZoom, zoom_ws: FakeZoomWebSocket, start_agent: AgentFactory
 ) -> None:
-    by_webhook = await start_agent()
-    by_websocket = await start_agent(**websocket_config(zoom, zoom_ws.url))
+    # The samples name two accounts; a subscription speaks for its own account and its sub-accounts
+    # only, so here acme declares the Video SDK samples' account as its sub-account, on both agents.
+    config = websocket_config(zoom, zoom_ws.url)
+    acme = config["accounts"][0] | {"sub_accounts": [SESSION_ACCOUNT_ID]}
+    config["accounts"] = [acme]
+    webhook_only = {key: value for key, value in acme.items() if key not in ("websocket", "client_id", "client_secret")}
+    by_webhook = await start_agent(accounts=[webhook_only])
+    by_websocket = await start_agent(**config)
     connection = await zoom_ws.until_connections(1)
     names = event_samples()
     assert len(names) == 14
@@ -749,6 +755,31 @@ async def test_same_event_by_webhook_and_websocket_counts_once(
     assert total(samples, "zoom_qss_webhook_requests_total", outcome="duplicate") == 1
     assert total(samples, "zoom_qss_media_records_total", media="audio", direction="input") == 1
     assert total(samples, "zoom_qss_events_total") == 2
+
+
+async def test_a_subscription_speaks_for_its_own_account_and_sub_accounts_only(
+    zoom: FakeZoom, zoom_ws: FakeZoomWebSocket, start_agent: AgentFactory
+) -> None:
+    config = websocket_config(zoom, zoom_ws.url)
+    config["accounts"][0]["sub_accounts"] = ["SubOfAcme000000000001"]
+    running = await start_agent(**config)
+    connection = await zoom_ws.until_connections(1)
+    other_tenant = load_sample("session.user_qos")  # acme-health's account: not acme's to deliver
+    stranger = load_sample("meeting.participant_qos")
+    stranger["payload"]["account_id"] = "StrangerAccount0000001"
+    sub = load_sample("meeting.participant_qos")
+    sub["payload"]["account_id"] = "SubOfAcme000000000001"
+    for body in (other_tenant, stranger, sub):
+        await zoom_ws.send(message_frame(body), connection)
+    samples = await scraped(running, lambda s: total(s, "zoom_qss_websocket_events_total", account="acme") == 3)
+    outcomes = {
+        outcome: total(samples, "zoom_qss_websocket_events_total", outcome=outcome)
+        for outcome in ("account_mismatch", "unknown_account", "accepted")
+    }
+    assert outcomes == {"account_mismatch": 1, "unknown_account": 1, "accepted": 1}
+    assert total(samples, "zoom_qss_media_records_total", account="SubOfAcme000000000001") == 4
+    assert total(samples, "zoom_qss_media_records_total", account="acme-health") == 0
+    assert total(samples, "zoom_qss_events_total") == 1
 
 
 async def test_readyz_can_require_the_websocket(

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qss_exporter.zoom.events import KNOWN_EVENTS, decode
+from qss_exporter.zoom.events import EVENT_ENTRIES_MAX, KNOWN_EVENTS, decode
 from qss_exporter.zoom.records import (
     CpuUsage,
     InvalidEvent,
@@ -20,6 +20,7 @@ from qss_exporter.zoom.records import (
     UnknownEvent,
     UrlValidation,
 )
+from qss_exporter.zoom.values import FREE_TEXT_MAX
 from tests.samples import load_sample
 
 
@@ -196,7 +197,7 @@ def test_unparsable_value_drops_only_that_value_and_names_the_field() -> None:
     assert isinstance(record, QosRecord)
     (stream,) = record.streams
     assert (stream.bitrate, stream.latency, stream.avg_loss, stream.max_loss) == (None, 0.134, None, 0.01)
-    assert record.parse_errors == ("bitrate", "avg_loss")
+    assert record.parse_errors == (("bitrate", "unparsable"), ("avg_loss", "unparsable"))
 
 
 def test_webinar_nested_quality_quirk() -> None:
@@ -221,7 +222,7 @@ def test_unknown_quality_and_rssi_unit_are_parse_errors() -> None:
     assert isinstance(record, QosRecord)
     assert record.grades == ()
     assert record.rssi_dbm is None
-    assert record.parse_errors == ("quality", "rssi_unit")
+    assert record.parse_errors == (("quality", "unparsable"), ("rssi_unit", "unparsable"))
 
 
 def test_unknown_types_and_keys_are_ignored() -> None:
@@ -364,3 +365,101 @@ def test_rest_summary_items_carry_the_participants_identity_for_detail_mode() ->
     assert record.identity.email == item["email"]
     assert record.identity.name == item["user_name"]
     assert record.identity.user_id == item["id"]
+
+
+def _nested(depth: int, leaf: object) -> object:
+    value = leaf
+    for _ in range(depth):
+        value = {"quality": value}
+    return value
+
+
+def test_quality_nested_at_any_depth_is_read_one_level_deep_and_never_recursed() -> None:
+    quirk = decode(_qos_with({"quality": _nested(1, "poor")}, kind="audio_quality"))
+    assert isinstance(quirk, QosRecord)
+    assert quirk.grades == (QualityGrade("audio", "poor", None),)
+    deep = decode(_qos_with({"quality": _nested(5000, "poor"), "quality_score": "3"}, kind="audio_quality"))
+    assert isinstance(deep, QosRecord)
+    assert deep.grades == (QualityGrade("audio", None, 3.0),)
+    assert deep.parse_errors == (("quality", "unparsable"),)
+
+
+@pytest.mark.parametrize("where", ["leg", "direction"])
+@pytest.mark.parametrize("value", [["caller"], {"type": "caller"}, 7, None])
+def test_phone_leg_and_direction_of_any_type_never_raise(where: str, value: object) -> None:
+    body = copy.deepcopy(load_sample("phone.call_qos"))
+    leg = body["payload"]["object"]["call_qos"]
+    if where == "leg":
+        leg["type"] = value
+    else:
+        leg["qos"]["type"] = value
+    record = decode(body)
+    assert isinstance(record, PhoneQosRecord)
+    assert record.samples == ()
+    field = "call_qos.type" if where == "leg" else "qos.type"
+    assert record.parse_errors == ((field, "malformed"),)
+
+
+@pytest.mark.parametrize("huge", [10**5000, -(10**5000), 2**64], ids=["1e5000", "-1e5000", "2**64"])
+def test_ids_that_are_huge_integers_are_invalid_not_a_crash(huge: int) -> None:
+    body = copy.deepcopy(load_sample("meeting.participant_qos"))
+    body["payload"]["object"]["participant"]["user_id"] = huge
+    assert decode(body) == InvalidEvent("meeting.participant_qos", "user_id")
+
+
+def test_ids_longer_than_any_zoom_id_are_invalid() -> None:
+    body = copy.deepcopy(load_sample("meeting.participant_qos"))
+    body["payload"]["object"]["uuid"] = "u" * 129
+    assert decode(body) == InvalidEvent("meeting.participant_qos", "uuid")
+
+
+def test_one_entry_per_type_is_taken_and_the_rest_counted() -> None:
+    body = _qos_with({"bitrate": "63 kbps", "latency": "20 ms"})
+    entry = body["payload"]["object"]["participant"]["qos"][0]
+    body["payload"]["object"]["participant"]["qos"] = [copy.deepcopy(entry) for _ in range(10_000)]
+    record = decode(body)
+    assert isinstance(record, QosRecord)
+    assert len(record.streams) == 1
+    assert record.parse_errors == (("qos", "too_many_entries"),) * 9_999
+
+
+def test_entries_beyond_the_bound_are_refused_without_being_read() -> None:
+    body = _qos_with({})
+    entries = [{"type": f"future_type_{n}", "details": {}} for n in range(EVENT_ENTRIES_MAX)]
+    entries.append({"type": "audio_input", "details": {"bitrate": "63 kbps"}})
+    body["payload"]["object"]["participant"]["qos"] = entries
+    record = decode(body)
+    assert isinstance(record, QosRecord)
+    assert record.streams == ()
+    assert record.parse_errors == (("qos", "too_many_entries"),)
+
+
+def test_summary_entries_and_phone_legs_are_bounded_the_same_way() -> None:
+    summary = copy.deepcopy(load_sample("meeting.participant_qos_summary"))
+    entries = summary["payload"]["object"]["participant"]["qos"]
+    entries.append(copy.deepcopy(entries[0]))
+    record = decode(summary)
+    assert isinstance(record, SummaryRecord)
+    assert record.parse_errors == (("qos", "too_many_entries"),)
+    phone = copy.deepcopy(load_sample("phone.call_qos_summary"))
+    legs = phone["payload"]["object"]["call_qos"]
+    legs.append(copy.deepcopy(legs[0]))
+    call = decode(phone)
+    assert isinstance(call, PhoneQosRecord)
+    assert len(call.samples) == 4
+    assert call.parse_errors == (("call_qos", "too_many_entries"),)
+
+
+def test_free_text_kept_for_detail_mode_is_length_bounded_and_printable() -> None:
+    body = copy.deepcopy(load_sample("meeting.participant_qos_summary"))
+    body["payload"]["object"]["id"] = "9" * 5000
+    person = body["payload"]["object"]["participant"]
+    person["user_name"] = "Ann\r\n" + "x" * 5000
+    person["email"] = "a" * 5000 + "@example.com"
+    record = decode(body)
+    assert isinstance(record, SummaryRecord)
+    assert record.meeting_number == ""  # no meeting number is 5000 digits long
+    assert record.identity.name.startswith("Ann  x")
+    assert len(record.identity.name) == FREE_TEXT_MAX
+    assert len(record.identity.email) <= FREE_TEXT_MAX
+    assert record.identity.name.isprintable()

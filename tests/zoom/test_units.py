@@ -15,6 +15,7 @@ from qss_exporter.zoom.units import (
     PLAIN,
     Unit,
     UnitError,
+    UnitRangeError,
     parse_quantity,
     parse_resolution_height,
 )
@@ -147,3 +148,12 @@ def test_any_decimal_with_unit_matches_float_of_scaled_text(
 )
 def test_resolution_height_property(width: int, height: int, separator: str) -> None:
     assert parse_resolution_height(f"{width}{separator}{height}") == float(height)
+
+
+@pytest.mark.parametrize(
+    "raw", ["9" * 400, 10**5000, 10**400, "1*" + "9" * 5000], ids=["400 digits", "int 1e5000", "int 1e400", "1*9..."]
+)
+def test_numbers_too_large_to_be_true_raise_the_range_error(raw: object) -> None:
+    is_resolution = isinstance(raw, str) and "*" in raw
+    with pytest.raises(UnitRangeError):
+        parse_resolution_height(raw) if is_resolution else parse_quantity(raw, MILLISECONDS)

@@ -99,3 +99,11 @@ def test_parse_frame(data: str | bytes, expected: Frame) -> None:
 def test_long_content_is_shortened() -> None:
     frame = parse_frame(json.dumps({"module": "build_connection", "success": False, "content": "x" * 5000}))
     assert frame == BuildConnection(False, "x" * 200)
+
+
+def test_a_frame_whose_content_is_nested_too_deep_to_re_encode_is_still_classified() -> None:
+    deep: object = "x"
+    for _ in range(600):
+        deep = {"a": deep}
+    frame = parse_frame(json.dumps({"module": "heartbeat", "content": deep}))
+    assert frame == Heartbeat()
