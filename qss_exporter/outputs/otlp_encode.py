@@ -67,8 +67,8 @@ Temporality = Literal["cumulative", "delta", "lowmemory"]
 MAX_POINTS = 2000
 # Series between two pause points: ~0.1 ms of encoding, so a slice ends close to the exporter's budget.
 PAUSE_EVERY = 64
-# Encoded (label, value) pairs kept for new series; cleared when full (label values churn with series).
-MAX_CACHED_PAIRS = 100_000
+# Encoded values kept per label name for new series; cleared when full (values churn with series).
+MAX_CACHED_VALUES = 50_000
 
 _START = struct.Struct("<BQ")  # start_time_unix_nano (fixed64, tag 0x11)
 _NUMBER = struct.Struct("<BQBQBd")  # NumberDataPoint: start, time (0x19), as_double (0x21)
@@ -182,7 +182,7 @@ class Encoder:
         self._walked_ns: int | None = None  # when the last export that read the whole store began
         self._computed: dict[tuple[str, LabelValues], Tracked] = {}
         self._heads: dict[str, bytes] = {}
-        self._pairs: dict[tuple[str, str], bytes] = {}
+        self._values: dict[str, dict[str, bytes]] = {}  # label name -> value -> its encoded KeyValue
 
     def encode(self) -> Generator[EncodedRequest | None]:
         """The requests of one export, with a None at each pause point.
@@ -241,15 +241,18 @@ class Encoder:
         return self.start_ns if self._walked_ns is None else self._walked_ns + 1
 
     def _attributes(self, tag: bytes, names: tuple[str, ...], values: LabelValues) -> bytes:
-        """A new series' labels as attributes under `tag`; each distinct pair is encoded once (~10x faster)."""
-        pairs = self._pairs
+        """A new series' labels as attributes under `tag`; each label's values are encoded once (~5x faster)."""
+        caches = self._values
         parts = []
-        for pair in zip(names, values, strict=True):
-            encoded = pairs.get(pair)
+        for name, value in zip(names, values, strict=True):
+            cache = caches.get(name)
+            if cache is None:
+                cache = caches[name] = {}
+            encoded = cache.get(value)
             if encoded is None:
-                if len(pairs) >= MAX_CACHED_PAIRS:
-                    pairs.clear()
-                encoded = pairs[pair] = key_value(*pair)
+                if len(cache) >= MAX_CACHED_VALUES:
+                    cache.clear()
+                encoded = cache[value] = key_value(name, value)
             parts.append(encoded)
         return tag + tag.join(parts) if parts else b""
 
