@@ -36,6 +36,7 @@ from urllib.parse import urlparse
 
 import grpc  # type: ignore[import-untyped]  # grpcio ships no type hints
 import httpx
+from google.protobuf.message import DecodeError  # type: ignore[import-untyped]  # no stubs installed
 from google.rpc.error_details_pb2 import RetryInfo  # type: ignore[import-untyped]  # generated, no stubs
 
 from qss_exporter import __version__
@@ -79,6 +80,9 @@ class Transport(Protocol):
     def shutdown(self) -> None: ...
 
 
+STOPPED = Sent(False, "not sent: shutting down")
+
+
 def _backoff(attempt: int) -> float:
     return float(2**attempt) * random.uniform(1 - JITTER, 1 + JITTER)
 
@@ -91,14 +95,23 @@ class _Retrying:
         self.clock = clock
         self._shutdown = threading.Event()
 
+    @property
+    def stopped(self) -> bool:
+        return self._shutdown.is_set()
+
     def run(self, attempt: Callable[[float, int], tuple[Sent, bool, float | None]]) -> Sent:
         """`attempt(remaining seconds, attempt number)` gives (outcome, retryable, server's wait or None)."""
         deadline = self.clock() + self.timeout
-        sent = Sent(False, "not sent: shutting down")
+        sent = STOPPED
         for number in range(MAX_ATTEMPTS):
             if self._shutdown.is_set():
                 return sent
-            sent, retryable, wait = attempt(max(deadline - self.clock(), 0.0), number)
+            try:
+                sent, retryable, wait = attempt(max(deadline - self.clock(), 0.0), number)
+            except Exception:
+                if not self._shutdown.is_set():
+                    raise
+                return STOPPED  # the connection was closed under the request by shutdown: expected
             if sent.ok or not retryable:
                 return sent
             wait = _backoff(number) if wait is None else wait
@@ -184,19 +197,16 @@ class GrpcTransport:
         self.metadata = tuple((key.lower(), value) for key, value in settings.headers.items())
         self.retrying = _Retrying(settings.timeout)
         self._lock = threading.Lock()
-        self._channel: Any = None
-        self._call: Callable[..., bytes] = self._connect()
+        self._channel, self._call = self._open()
 
-    def _connect(self) -> Callable[..., bytes]:
+    def _open(self) -> tuple[Any, Callable[..., bytes]]:
         options = [("grpc.primary_user_agent", USER_AGENT)]
         if self.credentials is None:
             channel = grpc.insecure_channel(self.target, options=options, compression=self.compression)
         else:
             channel = grpc.secure_channel(self.target, self.credentials, options=options, compression=self.compression)
-        with self._lock:
-            self._channel = channel
         # No serialiser: the request is already the protobuf bytes; the response is not read.
-        return channel.unary_unary(GRPC_METHOD, request_serializer=None, response_deserializer=None)  # type: ignore[no-any-return]
+        return channel, channel.unary_unary(GRPC_METHOD, request_serializer=None, response_deserializer=None)
 
     def send(self, request: bytes) -> Sent:
         return self.retrying.run(lambda remaining, number: self._attempt(request, remaining, number))
@@ -214,9 +224,12 @@ class GrpcTransport:
 
     def _reconnect(self) -> None:
         """A new channel after UNAVAILABLE, as the SDK does: the old one may hold a dead connection."""
+        channel, call = self._open()
         with self._lock:
-            old = self._channel
-        self._call = self._connect()
+            if self.retrying.stopped:  # shutdown closed the channel meanwhile: none is left open
+                old = channel
+            else:
+                old, self._channel, self._call = self._channel, channel, call
         old.close()
 
     def shutdown(self) -> None:
@@ -231,7 +244,10 @@ def _retry_info(error: Any) -> float | None:
     raw = trailers.get("google.rpc.retryinfo-bin")
     if raw is None:
         return None
-    info = RetryInfo.FromString(raw)
+    try:
+        info = RetryInfo.FromString(raw)
+    except DecodeError:
+        return None
     return float(info.retry_delay.seconds + info.retry_delay.nanos / 1e9)
 
 
