@@ -2,8 +2,8 @@
 
 Runs on the event loop, reading the store directly (the loop owns it, so a series never changes
 while it is read), and hands out a pause point every few dozen series: the exporter yields to the
-loop there when its time slice is used up, so a webhook waits for one slice (a few milliseconds),
-never for a whole export. Each stored series keeps its encoded data point head in the store's
+loop there when its time slice is used up, so a webhook waits for at most one slice (0.5 ms) per
+loop iteration, never for a whole export. Each stored series keeps its encoded data point head in the store's
 `Series.otlp` slot, made at its first export: the point's tag and length, its attributes and, in
 cumulative temporality, its start time. After that a histogram point is that head plus one
 `struct.pack` of its numbers, and the slot holds plain bytes (nothing for the cyclic GC to walk).
@@ -24,7 +24,6 @@ import struct
 import time
 import weakref
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field
 from typing import Literal
 
 from opentelemetry.sdk.resources import Resource
@@ -34,15 +33,15 @@ from qss_exporter.outputs.otlp_names import otlp_name
 from qss_exporter.outputs.otlp_wire import (
     ATTRIBUTES_TAG,
     CUMULATIVE,
-    DATA_TAG,
     DELTA,
     Kind,
+    Request,
+    RequestBuilder,
     RequestFrame,
     dense_buckets,
     key_value,
     length_delimited,
     metric_head,
-    metric_trailer,
     pack_doubles,
     varint,
     zigzag,
@@ -85,10 +84,10 @@ _OWNERS: weakref.WeakKeyDictionary[Store, Encoder] = weakref.WeakKeyDictionary()
 class Tracked:
     """A series whose start time or base values move between exports: a delta series, a computed sample."""
 
-    __slots__ = ("counts", "prefix", "sent_counts", "sent_ns", "sent_sum", "sent_total", "start_ns", "sum", "total")
+    __slots__ = ("counts", "head", "sent_counts", "sent_ns", "sent_sum", "sent_total", "start_ns", "sum", "total")
 
-    def __init__(self, prefix: bytes, start_ns: int) -> None:
-        self.prefix = prefix  # the point's tag, length and attributes; the start time is written per point
+    def __init__(self, head: bytes, start_ns: int) -> None:
+        self.head = head  # the point's tag, length and attributes; the start time is written per point
         # Cumulative: when the current run of totals began. Delta: when the collector last accepted the series.
         self.start_ns = start_ns
         # Delta: the last accepted total (None: never), bucket counts and sum. A computed counter in
@@ -103,56 +102,8 @@ class Tracked:
         self.sent_sum = 0.0
 
 
-@dataclass(slots=True)
-class EncodedRequest:
-    """One serialised ExportMetricsServiceRequest, and the delta series whose acceptance it commits."""
-
-    data: bytes
-    points: int
-    accepted: list[Tracked] = field(default_factory=list)
-
-
-class _Batcher:
-    """Packs encoded points into requests of at most `max_points`, splitting a family across requests."""
-
-    def __init__(self, frame: RequestFrame, max_points: int) -> None:
-        self.frame = frame
-        self.max_points = max_points
-        self.room = max_points
-        self._metrics: list[bytes] = []  # the request's Metric fields so far ...
-        self._size = 0  # ... and their length
-        self._accepted: list[Tracked] = []
-        self._head = b""  # the current family's Metric name, description and unit
-        self._data_tag = b""
-        self._trailer = b""
-
-    def family(self, head: bytes, kind: Kind, temporality: int) -> None:
-        self._head = head
-        self._data_tag = DATA_TAG[kind]
-        self._trailer = metric_trailer(kind, temporality)
-
-    def add(self, points: list[bytes], accepted: list[Tracked]) -> EncodedRequest | None:
-        """Add at most `room` points of the current family; the request when it is full."""
-        if not points:
-            return None
-        data = b"".join(points)
-        body = len(data) + len(self._trailer)
-        metric = self._head + self._data_tag + varint(body)
-        size = len(metric) + body
-        self._metrics += (b"\x12", varint(size), metric, data, self._trailer)
-        self._size += 1 + len(varint(size)) + size
-        self._accepted += accepted
-        self.room -= len(points)
-        return self.take() if self.room <= 0 else None
-
-    def take(self) -> EncodedRequest | None:
-        """The request built so far (None when empty); the next one starts empty."""
-        points = self.max_points - self.room
-        if not points:
-            return None
-        request = EncodedRequest(self.frame.request(self._metrics, self._size), points, self._accepted)
-        self._metrics, self._size, self._accepted, self.room = [], 0, [], self.max_points
-        return request
+# One encoded request; accepting it commits its delta series.
+EncodedRequest = Request[Tracked]
 
 
 class Encoder:
@@ -192,7 +143,7 @@ class Encoder:
         if _OWNERS.get(self.store) is not self:
             raise RuntimeError("another OTLP encoder was made for this store since")
         begin = self.clock_ns()
-        batch = _Batcher(self.frame, self.max_points)
+        batch = RequestBuilder[Tracked](self.frame, self.max_points)
         seen: dict[tuple[str, LabelValues], Tracked] = {}
         complete = False
         try:
@@ -256,7 +207,7 @@ class Encoder:
             parts.append(encoded)
         return tag + tag.join(parts) if parts else b""
 
-    def _head(self, family: AnyFamily, kind: Kind, batch: _Batcher, delta: bool) -> None:
+    def _head(self, family: AnyFamily, kind: Kind, batch: RequestBuilder[Tracked], delta: bool) -> None:
         head = self._heads.get(family.name)
         if head is None:
             name, unit = otlp_name(family.name, family.type)
@@ -272,7 +223,7 @@ class Encoder:
 
     # ------------------------------------------------------------------------------ stored families
 
-    def _histograms(self, family: HistogramFamily, batch: _Batcher) -> Iterator[EncodedRequest | None]:
+    def _histograms(self, family: HistogramFamily, batch: RequestBuilder[Tracked]) -> Iterator[EncodedRequest | None]:
         """Cumulative explicit-bucket points: head (with start) + time, count, sum, bucket counts, bounds."""
         self._head(family, "histogram", batch, False)
         pack, body, counts_field, bounds_field = _histogram_layout(family, with_start=False)
@@ -298,7 +249,9 @@ class Encoder:
         if request is not None:
             yield request
 
-    def _delta_histograms(self, family: HistogramFamily, batch: _Batcher) -> Iterator[EncodedRequest | None]:
+    def _delta_histograms(
+        self, family: HistogramFamily, batch: RequestBuilder[Tracked]
+    ) -> Iterator[EncodedRequest | None]:
         """Delta explicit-bucket points: the change since the last accepted point; unchanged series are skipped."""
         self._head(family, "histogram", batch, True)
         pack, body, counts_field, bounds_field = _histogram_layout(family, with_start=True)
@@ -325,7 +278,7 @@ class Encoder:
             else:
                 sent, total_sum = list(counts), series.sum
             points.append(
-                state.prefix
+                state.head
                 + pack(0x11, state.start_ns, 0x19, now, 0x21, count, 0x29, total_sum, counts_field, *sent, bounds_field)
             )
             if len(points) >= batch.room:
@@ -337,7 +290,7 @@ class Encoder:
         if request is not None:
             yield request
 
-    def _exponential(self, family: HistogramFamily, batch: _Batcher) -> Iterator[EncodedRequest | None]:
+    def _exponential(self, family: HistogramFamily, batch: RequestBuilder[Tracked]) -> Iterator[EncodedRequest | None]:
         """Base-2 exponential histogram points (cumulative only), from the store's dual series."""
         self._head(family, "exponential", batch, False)
         names, new_start, now = family.labelnames, self._new_start(), self.clock_ns()
@@ -374,7 +327,9 @@ class Encoder:
         if request is not None:
             yield request
 
-    def _numbers(self, family: CounterFamily | GaugeFamily, batch: _Batcher) -> Iterator[EncodedRequest | None]:
+    def _numbers(
+        self, family: CounterFamily | GaugeFamily, batch: RequestBuilder[Tracked]
+    ) -> Iterator[EncodedRequest | None]:
         """Cumulative counter (Sum) points and gauge points: head (a counter's with start) + time and value."""
         gauge = family.type == "gauge"
         self._head(family, family.type, batch, False)
@@ -402,7 +357,9 @@ class Encoder:
         if request is not None:
             yield request
 
-    def _delta_counters(self, family: CounterFamily | GaugeFamily, batch: _Batcher) -> Iterator[EncodedRequest | None]:
+    def _delta_counters(
+        self, family: CounterFamily | GaugeFamily, batch: RequestBuilder[Tracked]
+    ) -> Iterator[EncodedRequest | None]:
         """Delta counter points of stored series (gauges never come here)."""
         self._head(family, "counter", batch, True)
         names, new_start, now = family.labelnames, self._new_start(), self.clock_ns()
@@ -433,7 +390,7 @@ class Encoder:
     # ----------------------------------------------------------------------------- computed families
 
     def _computed_family(
-        self, family: CallbackFamily, batch: _Batcher, seen: dict[tuple[str, LabelValues], Tracked]
+        self, family: CallbackFamily, batch: RequestBuilder[Tracked], seen: dict[tuple[str, LabelValues], Tracked]
     ) -> Iterator[EncodedRequest | None]:
         """Computed gauges and counters, read now; a counter that decreased starts a new run."""
         gauge = family.type == "gauge"
@@ -452,7 +409,7 @@ class Encoder:
             seen[key] = state
             value = float(sample.value)
             if gauge:
-                points.append(state.prefix + _TIMED_DOUBLE.pack(0x19, now, 0x21, value))
+                points.append(state.head + _TIMED_DOUBLE.pack(0x19, now, 0x21, value))
             elif delta:
                 point = _delta_number(state, now, value, accepted)
                 if point is not None:
@@ -461,7 +418,7 @@ class Encoder:
                 if state.total is not None and value < state.total:  # decreased: a new run of totals
                     state.start_ns = self._new_start()
                 state.total = value
-                points.append(state.prefix + _NUMBER.pack(0x11, state.start_ns, 0x19, now, 0x21, value))
+                points.append(state.head + _NUMBER.pack(0x11, state.start_ns, 0x19, now, 0x21, value))
             if len(points) >= batch.room:
                 request = batch.add(points, accepted)
                 points, accepted = [], []
@@ -495,4 +452,4 @@ def _delta_number(state: Tracked, now: int, value: float, accepted: list[Tracked
     state.sent_ns, state.sent_total, state.sent_counts, state.sent_sum = now, value, (), 0.0
     accepted.append(state)
     sent = value - before if before is not None and value > before else value
-    return state.prefix + _NUMBER.pack(0x11, state.start_ns, 0x19, now, 0x21, sent)
+    return state.head + _NUMBER.pack(0x11, state.start_ns, 0x19, now, 0x21, sent)

@@ -2,11 +2,12 @@
 
 An export of 100k series through the SDK's data model (a Python object per data point, then the
 protobuf library's message objects) took 3.0 s and 97 MiB (bench/export.py); writing the bytes from
-pre-encoded parts takes a tenth of that. This module owns the byte layout, and nothing else: field
-numbers are those of opentelemetry-proto's `metrics/v1/metrics.proto` (stable since 1.0), and the
-resource and scope are encoded once by the SDK's own public encoder (`encode_metrics`), so they are
-exactly what the SDK sends. Fields are written in any order (protobuf allows it) and proto3 defaults
-(zero start times, flags, min/max) are left out, as the SDK leaves them out. A request:
+pre-encoded parts takes a tenth of that. This module owns the byte layout (points into Metric
+messages into requests), and nothing else: field numbers are those of opentelemetry-proto's
+`metrics/v1/metrics.proto` (stable since 1.0), and the resource and scope are encoded once by the
+SDK's own public encoder (`encode_metrics`), so they are exactly what the SDK sends. Fields are
+written in any order (protobuf allows it) and proto3 defaults (zero start times, flags, min/max) are
+left out, as the SDK leaves them out. A request:
 
     ExportMetricsServiceRequest{resource_metrics: [ResourceMetrics{resource, scope_metrics: [
         ScopeMetrics{scope, metrics: [Metric{name, description, unit,
@@ -19,7 +20,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Generic, Literal, TypeVar
 
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.sdk.metrics.export import MetricsData, ResourceMetrics, ScopeMetrics
@@ -33,6 +35,8 @@ __all__ = [
     "DELTA",
     "NUMBER_FIXED_BYTES",
     "Kind",
+    "Request",
+    "RequestBuilder",
     "RequestFrame",
     "dense_buckets",
     "key_value",
@@ -46,6 +50,7 @@ __all__ = [
 ]
 
 Kind = Literal["counter", "gauge", "histogram", "exponential"]
+T = TypeVar("T")
 
 # AggregationTemporality values of metrics.proto.
 DELTA = 1
@@ -160,6 +165,59 @@ class RequestFrame:
                 self._schema,
             ]
         )
+
+
+@dataclass(slots=True)
+class Request(Generic[T]):
+    """One serialised ExportMetricsServiceRequest, and what its acceptance commits (the encoder's state)."""
+
+    data: bytes
+    points: int
+    accepted: list[T] = field(default_factory=list)
+
+
+class RequestBuilder(Generic[T]):
+    """Packs encoded data points into requests of at most `max_points`, splitting a family across requests."""
+
+    def __init__(self, frame: RequestFrame, max_points: int) -> None:
+        self.frame = frame
+        self.max_points = max_points
+        self.room = max_points
+        self._metrics: list[bytes] = []  # the request's Metric fields so far ...
+        self._size = 0  # ... and their length
+        self._accepted: list[T] = []
+        self._head = b""  # the current family's Metric name, description and unit
+        self._data_tag = b""
+        self._trailer = b""
+
+    def family(self, head: bytes, kind: Kind, temporality: int) -> None:
+        """The family whose points come next (`head`: its `metric_head`)."""
+        self._head = head
+        self._data_tag = DATA_TAG[kind]
+        self._trailer = metric_trailer(kind, temporality)
+
+    def add(self, points: list[bytes], accepted: list[T]) -> Request[T] | None:
+        """Add at most `room` points of the current family; the request when it is full."""
+        if not points:
+            return None
+        data = b"".join(points)
+        body = len(data) + len(self._trailer)
+        metric = self._head + self._data_tag + varint(body)
+        size = len(metric) + body
+        self._metrics += (b"\x12", varint(size), metric, data, self._trailer)
+        self._size += 1 + len(varint(size)) + size
+        self._accepted += accepted
+        self.room -= len(points)
+        return self.take() if self.room <= 0 else None
+
+    def take(self) -> Request[T] | None:
+        """The request built so far (None when empty); the next one starts empty."""
+        points = self.max_points - self.room
+        if not points:
+            return None
+        request = Request(self.frame.request(self._metrics, self._size), points, self._accepted)
+        self._metrics, self._size, self._accepted, self.room = [], 0, [], self.max_points
+        return request
 
 
 def pack_doubles(values: Sequence[float]) -> bytes:
