@@ -66,7 +66,8 @@ Temporality = Literal["cumulative", "delta", "lowmemory"]
 MAX_POINTS = 2000
 # Series between two pause points: ~0.1 ms of encoding, so a slice ends close to the exporter's budget.
 PAUSE_EVERY = 64
-# Encoded values kept per label name for new series; cleared when full (values churn with series).
+# Encoded label values kept per label name while one export makes new series' heads (most series share
+# most values); cleared when full and after each export.
 MAX_CACHED_VALUES = 50_000
 
 _START = struct.Struct("<BQ")  # start_time_unix_nano (fixed64, tag 0x11)
@@ -170,6 +171,7 @@ class Encoder:
                 self._walked_ns = begin
             else:
                 self._computed.update(seen)
+            self._values.clear()  # only the series' own heads are kept between exports
 
     @staticmethod
     def accept(request: EncodedRequest) -> None:
