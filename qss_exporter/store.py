@@ -47,12 +47,15 @@ def label_text(names: Sequence[str], values: LabelValues) -> str:
 class Series:
     """State shared by all series: labels, their cached exposition text and last update time."""
 
-    __slots__ = ("labels", "text", "touched")
+    __slots__ = ("labels", "otlp", "text", "touched")
 
     def __init__(self, labels: LabelValues, text: str, now: float) -> None:
         self.labels = labels
         self.text = text
         self.touched = now
+        # The OTLP encoder's per-series state (its encoded attributes, start time, accepted delta), made at
+        # the series' first export and owned by outputs/otlp_encode.py; None while OTLP is off.
+        self.otlp: Any = None
 
 
 class CounterSeries(Series):

@@ -13,6 +13,7 @@ import asyncio
 import gzip
 import math
 import re
+import ssl
 import threading
 import zlib
 from collections.abc import Callable, Iterator
@@ -47,8 +48,22 @@ class Received:
     metrics: list[ExportMetricsServiceRequest] = field(default_factory=list)
     logs: list[ExportLogsServiceRequest] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    # Answers to give instead of accepting, one per request in order: an HTTP status or a gRPC status code,
+    # with response headers (HTTP) or trailing metadata (gRPC). `attempts` counts every request.
+    failures: list[tuple[Any, dict[str, Any]]] = field(default_factory=list)
+    attempts: int = 0
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fail_next(self, status: Any, extra: dict[str, Any] | None = None, times: int = 1) -> None:
+        """Answer the next `times` requests with `status` (an HTTP status or a grpc.StatusCode)."""
+        with self._lock:
+            self.failures += [(status, extra or {})] * times
+
+    def _failure(self) -> tuple[Any, dict[str, Any]] | None:
+        with self._lock:
+            self.attempts += 1
+            return self.failures.pop(0) if self.failures else None
 
     def add(self, request: ExportMetricsServiceRequest | ExportLogsServiceRequest, headers: dict[str, str]) -> None:
         with self._lock:
@@ -80,6 +95,11 @@ class _MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
         self.received = received
 
     def Export(self, request: ExportMetricsServiceRequest, context: Any) -> ExportMetricsServiceResponse:
+        failure = self.received._failure()
+        if failure is not None:
+            code, trailers = failure
+            context.set_trailing_metadata(tuple(trailers.items()))
+            context.abort(code, "failing as the test asked")
         self.received.add(request, dict(context.invocation_metadata()))
         return ExportMetricsServiceResponse()
 
@@ -94,16 +114,20 @@ class _LogsServicer(logs_service_pb2_grpc.LogsServiceServicer):
 
 
 class GrpcReceiver:
-    """An OTLP/gRPC receiver (metrics and logs) on 127.0.0.1; `stop` and `start` again on the same port."""
+    """An OTLP/gRPC receiver (metrics and logs) on 127.0.0.1; `stop` and `start` again on the same port.
 
-    def __init__(self, received: Received) -> None:
+    With `credentials` (grpc.ssl_server_credentials) it speaks TLS, on the name `localhost`.
+    """
+
+    def __init__(self, received: Received, credentials: Any = None) -> None:
         self.received = received
+        self.credentials = credentials
         self.port = 0
         self._server: Any = None
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"https://localhost:{self.port}" if self.credentials else f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         server = grpc.server(ThreadPoolExecutor(max_workers=4))
@@ -113,7 +137,10 @@ class GrpcReceiver:
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(  # type: ignore[no-untyped-call]  # generated
             _LogsServicer(self.received), server
         )
-        self.port = server.add_insecure_port(f"127.0.0.1:{self.port}")
+        if self.credentials is not None:
+            self.port = server.add_secure_port(f"127.0.0.1:{self.port}", self.credentials)
+        else:
+            self.port = server.add_insecure_port(f"127.0.0.1:{self.port}")
         server.start()
         self._server = server
 
@@ -124,10 +151,14 @@ class GrpcReceiver:
 
 
 class HttpReceiver:
-    """An OTLP/HTTP receiver (`/v1/metrics`, `/v1/logs`, protobuf, gzip or deflate) on 127.0.0.1."""
+    """An OTLP/HTTP receiver (`/v1/metrics`, `/v1/logs`, protobuf, gzip or deflate) on 127.0.0.1.
 
-    def __init__(self, received: Received) -> None:
+    With `tls` (a server-side ssl.SSLContext) it speaks HTTPS, on the name `localhost`.
+    """
+
+    def __init__(self, received: Received, tls: ssl.SSLContext | None = None) -> None:
         self.received = received
+        self.tls = tls
         self.port = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -135,7 +166,7 @@ class HttpReceiver:
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"https://localhost:{self.port}" if self.tls else f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         received = self.received
@@ -149,6 +180,15 @@ class HttpReceiver:
                 elif encoding == "deflate":
                     body = zlib.decompress(body)
                 headers = {key.lower(): value for key, value in self.headers.items()}
+                failure = received._failure()
+                if failure is not None:
+                    status, extra = failure
+                    self.send_response(status)
+                    for name, value in extra.items():
+                        self.send_header(name, value)
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return
                 response: ExportMetricsServiceResponse | ExportLogsServiceResponse
                 if self.path == "/v1/metrics" and headers.get("content-type") == "application/x-protobuf":
                     received.add(ExportMetricsServiceRequest.FromString(body), headers)
@@ -170,6 +210,8 @@ class HttpReceiver:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="otlp-http-receiver", daemon=True)
         self._thread.start()

@@ -14,17 +14,14 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypeVar, cast
+from typing import Literal, cast
 from urllib.parse import unquote, urlparse
 
 import grpc  # type: ignore[import-untyped]  # grpcio ships no type hints
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogExporter
-from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetricExporter
 from opentelemetry.exporter.otlp.proto.http import Compression as HttpCompression
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogExporter
-from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetricExporter
 from opentelemetry.sdk._logs.export import LogRecordExporter
-from opentelemetry.sdk.metrics.export import MetricExporter
 from opentelemetry.sdk.resources import Resource
 
 from qss_exporter import __version__
@@ -32,14 +29,13 @@ from qss_exporter.config import OtlpConfig
 from qss_exporter.errors import ConfigError
 from qss_exporter.redaction import redact_url
 
-_E = TypeVar("_E", MetricExporter, LogRecordExporter)
-
 __all__ = [
     "ExportSettings",
     "build_log_exporter",
-    "build_metric_exporter",
     "build_resource",
+    "grpc_credentials",
     "resolve_settings",
+    "tls_files",
     "tls_problems",
 ]
 
@@ -281,23 +277,24 @@ def tls_problems(settings: ExportSettings) -> list[str]:
     return _read_tls(settings)[1]
 
 
-def _exporter(settings: ExportSettings, grpc_class: Callable[..., _E], http_class: Callable[..., _E]) -> _E:
-    """One of the SDK's OTLP exporter classes, configured from the settings.
+def build_log_exporter(settings: ExportSettings) -> LogRecordExporter:
+    """The SDK's OTLP log exporter (gRPC or HTTP/protobuf) for these settings.
 
     Its own retry loop (exponential backoff with jitter, honouring Retry-After / RetryInfo, within
     `timeout`) handles transient failures; TLS files are read here so that a bad path fails the start.
+    (Metrics are sent by outputs/otlp_transport.py, with the same behaviour.)
     """
-    files = _tls_files(settings)
+    files = tls_files(settings)
     if settings.protocol == "grpc":
-        return grpc_class(
+        return GrpcLogExporter(
             endpoint=settings.endpoint,
             insecure=settings.insecure,
-            credentials=_grpc_credentials(settings, files),
+            credentials=grpc_credentials(settings, files),
             headers=dict(settings.headers),
             timeout=settings.timeout,
             compression=_GRPC_COMPRESSION[settings.compression],
         )
-    return http_class(
+    return HttpLogExporter(
         endpoint=settings.endpoint,
         certificate_file=_str(settings.certificate_file),
         client_certificate_file=_str(settings.client_certificate_file),
@@ -308,28 +305,19 @@ def _exporter(settings: ExportSettings, grpc_class: Callable[..., _E], http_clas
     )
 
 
-def build_metric_exporter(settings: ExportSettings) -> MetricExporter:
-    """The SDK's OTLP metric exporter (gRPC or HTTP/protobuf) for these settings."""
-    return _exporter(settings, GrpcMetricExporter, HttpMetricExporter)
-
-
-def build_log_exporter(settings: ExportSettings) -> LogRecordExporter:
-    """The SDK's OTLP log exporter, configured like the metric one."""
-    return _exporter(settings, GrpcLogExporter, HttpLogExporter)
-
-
 def _str(path: Path | None) -> str | None:
     return None if path is None else str(path)
 
 
-def _tls_files(settings: ExportSettings) -> tuple[bytes | None, bytes | None, bytes | None]:
+def tls_files(settings: ExportSettings) -> tuple[bytes | None, bytes | None, bytes | None]:
+    """The CA, client certificate and key contents (None where not set); ConfigError naming each unreadable one."""
     (ca, certificate, key), problems = _read_tls(settings)
     if problems:
         raise ConfigError(problems)
     return ca, certificate, key
 
 
-def _grpc_credentials(
+def grpc_credentials(
     settings: ExportSettings, files: tuple[bytes | None, bytes | None, bytes | None]
 ) -> grpc.ChannelCredentials | None:
     if settings.insecure:

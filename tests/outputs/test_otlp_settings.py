@@ -1,5 +1,5 @@
 """Effective OTLP settings: config keys over OTEL_* variables over the specification's defaults;
-and the renderer's start times, resets and deltas."""
+the resource, TLS files, and the names of families missing from the table."""
 
 from __future__ import annotations
 
@@ -8,15 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.metrics.export import AggregationTemporality, Histogram, Sum
-from opentelemetry.sdk.resources import Resource
 
 from qss_exporter import __version__
 from qss_exporter.config import OtlpConfig
 from qss_exporter.errors import ConfigError
-from qss_exporter.outputs.otlp import FamilySnapshot, Renderer, Snapshot
 from qss_exporter.outputs.otlp_names import otlp_name
-from qss_exporter.outputs.otlp_settings import build_metric_exporter, build_resource, resolve_settings
+from qss_exporter.outputs.otlp_settings import build_log_exporter, build_resource, resolve_settings
+from qss_exporter.outputs.otlp_transport import build_metric_transport
 
 
 def config(**keys: Any) -> OtlpConfig:
@@ -133,73 +131,17 @@ def test_resource_defaults_environment_and_config_in_that_order() -> None:
     assert build_resource(config(), {}).attributes["service.instance.id"] != resource.attributes["service.instance.id"]
 
 
-def test_unreadable_tls_file_fails_the_start_naming_the_key(tmp_path: Path) -> None:
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_unreadable_tls_file_fails_the_start_naming_the_key(tmp_path: Path, protocol: str) -> None:
     settings = resolve_settings(
-        config(protocol="grpc", endpoint="https://c:4317", certificate_file=str(tmp_path / "no.pem")), {}
+        config(protocol=protocol, endpoint="https://c:4317", certificate_file=str(tmp_path / "no.pem")), {}
     )
     with pytest.raises(ConfigError, match=r"otlp.certificate_file: cannot read .*no.pem: No such file or directory"):
-        build_metric_exporter(settings)
-
-
-# ------------------------------------------------------------------------------------- renderer
-
-
-def counter_snapshot(time_ns: int, value: float) -> Snapshot:
-    family = FamilySnapshot("zoom_qss_events_total", "Events.", "counter", ("source",), False)
-    family.values = [(("webhook",), value)]
-    return Snapshot(time_ns, [family])
-
-
-def histogram_snapshot(time_ns: int, counts: tuple[int, ...], total: float) -> Snapshot:
-    family = FamilySnapshot("zoom_qss_event_lag_seconds", "Lag.", "histogram", ("source",), False, (1.0, 5.0))
-    family.histograms = [(("webhook",), counts, total)]
-    return Snapshot(time_ns, [family])
-
-
-def point(renderer: Renderer, snapshot: Snapshot, accepted: bool = True) -> Any:
-    batches, tracks = renderer.render(snapshot)
-    rejected = set() if accepted else {key for batch in batches for key in batch.keys}
-    renderer.commit(snapshot, tracks, rejected)
-    if not batches:
-        return None
-    (batch,) = batches
-    return batch.data.resource_metrics[0].scope_metrics[0].metrics[0].data
-
-
-def test_cumulative_start_time_moves_when_a_series_resets() -> None:
-    renderer = Renderer(Resource({}), "cumulative", start_ns=100)
-    first = point(renderer, counter_snapshot(200, 5))
-    assert isinstance(first, Sum)
-    assert first.aggregation_temporality == AggregationTemporality.CUMULATIVE
-    assert (first.data_points[0].start_time_unix_nano, first.data_points[0].value) == (100, 5)
-    assert point(renderer, counter_snapshot(300, 7)).data_points[0].start_time_unix_nano == 100
-    reset = point(renderer, counter_snapshot(400, 2)).data_points[0]  # expired and came back
-    assert (reset.start_time_unix_nano, reset.value) == (301, 2)
-    assert point(renderer, counter_snapshot(500, 3)).data_points[0].start_time_unix_nano == 301
-
-
-def test_delta_covers_everything_since_the_last_accepted_export() -> None:
-    renderer = Renderer(Resource({}), "delta", start_ns=100)
-    assert point(renderer, histogram_snapshot(200, (1, 0, 0), 0.5)).data_points[0].bucket_counts == (1, 0, 0)
-    failed = point(renderer, histogram_snapshot(300, (1, 2, 0), 4.5), accepted=False)
-    assert failed.data_points[0].bucket_counts == (0, 2, 0)
-    retried = point(renderer, histogram_snapshot(400, (1, 2, 1), 10.5))
-    assert isinstance(retried, Histogram)
-    assert retried.aggregation_temporality == AggregationTemporality.DELTA
-    (data,) = retried.data_points
-    assert (data.start_time_unix_nano, data.bucket_counts, data.count, data.sum) == (200, (0, 2, 1), 3, 10.0)
-    assert point(renderer, histogram_snapshot(500, (1, 2, 1), 10.5)) is None  # unchanged: nothing sent
-
-
-def test_lowmemory_keeps_computed_counters_cumulative() -> None:
-    renderer = Renderer(Resource({}), "lowmemory", start_ns=0)
-    stored = counter_snapshot(10, 1)
-    computed = counter_snapshot(10, 1)
-    computed.families[0].observed = True
-    assert point(renderer, stored).aggregation_temporality == AggregationTemporality.DELTA
-    assert point(Renderer(Resource({}), "lowmemory", 0), computed).aggregation_temporality == (
-        AggregationTemporality.CUMULATIVE
-    )
+        build_metric_transport(settings)
+    with pytest.raises(ConfigError, match=r"otlp.certificate_file: cannot read .*no.pem: No such file or directory"):
+        build_log_exporter(
+            resolve_settings(config(protocol=protocol, certificate_file=str(tmp_path / "no.pem")), {}, "logs")
+        )
 
 
 @pytest.mark.parametrize(
@@ -214,16 +156,3 @@ def test_lowmemory_keeps_computed_counters_cumulative() -> None:
 )
 def test_families_not_in_the_table_get_a_derived_name(name: str, kind: Any, expected: tuple[str, str]) -> None:
     assert otlp_name(name, kind) == expected
-
-
-def test_large_snapshots_are_split_and_a_failed_request_keeps_only_its_series_pending() -> None:
-    family = FamilySnapshot("zoom_qss_events_total", "Events.", "counter", ("source",), False)
-    family.values = [((f"s{index}",), 1.0) for index in range(5)]
-    renderer = Renderer(Resource({}), "delta", start_ns=0, max_points=2)
-    snapshot = Snapshot(10, [family])
-    batches, tracks = renderer.render(snapshot)
-    assert [len(batch.keys) for batch in batches] == [2, 2, 1]
-    renderer.commit(snapshot, tracks, set(batches[1].keys))  # the second request failed
-    family.values = [((f"s{index}",), 1.0) for index in range(5)]
-    again, _ = renderer.render(Snapshot(20, [family]))
-    assert [key for batch in again for key in batch.keys] == batches[1].keys  # only those are sent again
