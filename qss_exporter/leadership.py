@@ -15,17 +15,15 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from qss_exporter.lease import RedisLease
-from qss_exporter.redis_client import REDIS_ERRORS
+from qss_exporter.redis_client import REDIS_ERRORS, redis_call
 from qss_exporter.store import CounterFamily, GaugeFamily, Store
 
 __all__ = ["LEADER_CHANGES", "LeaderFamilies", "Leadership", "PulledSource"]
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 # Why this replica started or stopped running a source: closed, every value present from start at 0.
 LEADER_CHANGES = ("acquired", "lost", "expired", "released")
@@ -114,7 +112,7 @@ class Leadership:
         while True:
             started = time.monotonic()
             try:
-                fence = await self._call(lease.acquire(), self._renew_seconds / 2)
+                fence = await redis_call(lease.acquire(), self._renew_seconds / 2)
             except REDIS_ERRORS as error:
                 if not failing:
                     log.warning("leader: cannot reach Redis to contend for %s (%s); trying again", source.name, error)
@@ -168,7 +166,7 @@ class Leadership:
                 return "expired"
             renewal = started + self._renew_seconds
             try:
-                fence = await self._call(lease.renew(), min(self._renew_seconds / 2, deadline - started))
+                fence = await redis_call(lease.renew(), min(self._renew_seconds / 2, deadline - started))
             except REDIS_ERRORS as error:
                 if not failing:
                     log.warning(
@@ -198,14 +196,9 @@ class Leadership:
 
     async def _release(self, source: PulledSource, lease: RedisLease) -> None:
         try:
-            await self._call(lease.release(), RELEASE_SECONDS)
+            await redis_call(lease.release(), RELEASE_SECONDS)
         except REDIS_ERRORS as error:
             log.info("leader: could not give the %s lease back (%s); it expires by itself", source.name, error)
-
-    @staticmethod
-    async def _call(call: Coroutine[Any, Any, T], seconds: float) -> T:
-        async with asyncio.timeout(seconds):
-            return await call
 
     # ------------------------------------------------------------------------------------ metrics
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -17,7 +18,7 @@ from redis.exceptions import RedisError
 
 from qss_exporter.config import RedisConfig
 
-__all__ = ["REDIS_ERRORS", "RedisBackend", "build_redis"]
+__all__ = ["REDIS_ERRORS", "RedisBackend", "build_redis", "redis_call"]
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,9 @@ REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, OSError, TimeoutError)
 # A pooled connection idle this long is PINGed before use, so a Redis restart is noticed on the spot.
 HEALTH_CHECK_SECONDS = 10
 REACH_RETRY_SECONDS = 1.0
+
+T = TypeVar("T")
+_abandoned: set[asyncio.Future[Any]] = set()  # calls whose caller left (cancelled, or timed out) until they end
 
 
 def build_redis(config: RedisConfig) -> Redis:
@@ -60,6 +64,41 @@ def build_redis(config: RedisConfig) -> Redis:
     )
 
 
+async def redis_call(call: Awaitable[T], seconds: float | None = None) -> T:
+    """Await a Redis call (within `seconds`, else TimeoutError) so that cancelling the caller always stops it.
+
+    redis-py sends every command under asyncio.wait_for, which on Python 3.11 returns the result instead
+    of raising when its task is cancelled in the loop iteration where the send completes (CPython
+    gh-86296; 3.12 rebuilt wait_for on asyncio.timeout). Awaited directly, a command could eat the one
+    cancellation a TaskGroup or a shutdown sends, and the caller's loop would run on: a hang. So the
+    call runs in a task of its own, and the caller waits with asyncio.wait, which never swallows one.
+    The call is cancelled when the caller leaves; if the call swallows that, it ends with its command
+    (redis-py's socket timeouts bound it) and its outcome is dropped, as on a timeout.
+    """
+    task = asyncio.ensure_future(call)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    except asyncio.CancelledError:
+        _abandon(task)
+        raise
+    if not done:
+        _abandon(task)
+        raise TimeoutError(f"no answer from Redis within {seconds:g} s")
+    return task.result()
+
+
+def _abandon(task: asyncio.Future[Any]) -> None:
+    task.cancel()
+    _abandoned.add(task)  # the loop keeps only weak references to tasks
+    task.add_done_callback(_forget)
+
+
+def _forget(task: asyncio.Future[Any]) -> None:
+    _abandoned.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: nobody waits for it any more, and asyncio would log it as unhandled
+
+
 class RedisBackend:
     """The configured Redis: its client, and whether it has answered since the agent started (readiness)."""
 
@@ -84,7 +123,7 @@ class RedisBackend:
         logged = False
         while not self.reached:
             try:
-                await self.client.ping()
+                await redis_call(self.client.ping())
             except REDIS_ERRORS as error:
                 if not logged:
                     log.warning("state: cannot reach Redis at %s (%s); not ready until it answers", self.where, error)

@@ -3,22 +3,27 @@
 Tests stop it (`kill`, as a crash, or `stop`) and `start` it again on the same port, to see what the
 agent does while Redis is gone and once it is back. With `tls`, it listens with TLS only (the
 `--tls-*` options), with a certificate from a throw-away CA (trustme), optionally requiring a client
-certificate. The `redis_server` fixture in conftest.py gives a started one.
+certificate. The `redis_server` fixture in conftest.py gives a started one. `cancel_when_sent` lands a
+cancellation at the one moment where redis-py (on Python 3.11) loses it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
+from redis.asyncio.connection import AbstractConnection
 
 START_TIMEOUT_SECONDS = 5.0
 
@@ -31,6 +36,28 @@ def redis_server_binary() -> str:
             pytest.fail("redis-server is required in CI (Debian package redis-server, see scripts/install)")
         pytest.skip("redis-server not installed (Debian package redis-server)")
     return path
+
+
+def cancel_when_sent(monkeypatch: pytest.MonkeyPatch, task: asyncio.Task[Any], containing: bytes) -> asyncio.Event:
+    """Cancel `task` from inside redis-py's send of the first command that contains `containing`; the event tells when.
+
+    redis-py sends under asyncio.wait_for, which on Python 3.11 returns the result instead of raising when
+    its caller is cancelled in the iteration where the send completes (CPython gh-86296): a caller awaiting
+    a command directly loses this cancellation. Whoever cancels `task` in turn (a TaskGroup) does so in the
+    next iteration, when the send is done as well.
+    """
+    fired = asyncio.Event()
+    send = AbstractConnection._send_packed_command
+
+    async def cancelling_send(connection: AbstractConnection, command: Iterable[bytes]) -> None:
+        chunks = list(command)
+        if not fired.is_set() and any(containing in chunk for chunk in chunks):
+            fired.set()
+            task.cancel()
+        await send(connection, chunks)
+
+    monkeypatch.setattr(AbstractConnection, "_send_packed_command", cancelling_send)
+    return fired
 
 
 def free_port() -> int:

@@ -19,7 +19,7 @@ import pytest
 from redis.asyncio import Redis
 
 from qss_exporter.config import config_from_mapping
-from qss_exporter.leadership import LEADER_CHANGES, LeaderFamilies, Leadership, PulledSource
+from qss_exporter.leadership import LEADER_CHANGES, STOP_SECONDS, LeaderFamilies, Leadership, PulledSource
 from qss_exporter.lease import RedisLease
 from qss_exporter.outputs.prometheus import render
 from qss_exporter.redis_client import build_redis
@@ -28,7 +28,7 @@ from tests.conftest import ACCOUNT_ID, AgentFactory, Series, parse_metrics, tota
 from tests.fake_zoom import FakeZoom, serve_fake_zoom
 from tests.fake_zoom_api import Call, FakeInstance, FakeZoomApi, participants
 from tests.fake_zoom_websocket import FakeZoomWebSocket, serve_fake_zoom_websocket
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, cancel_when_sent
 from tests.sources.test_poller import poller_config
 from tests.sources.test_websocket import websocket_config
 
@@ -130,7 +130,9 @@ async def replicas(redis_server: RedisServer) -> AsyncIterator[Callable[[str, Pr
     for replica in made:
         if replica.task is not None:
             replica.task.cancel()
-            await asyncio.gather(replica.task, return_exceptions=True)
+            # Bounded: a supervisor that swallowed its cancellation fails the test instead of stalling the run.
+            done, _ = await asyncio.wait({replica.task}, timeout=STOP_SECONDS + 2)
+            assert done, f"replica {replica.name}'s Leadership.run() did not end after cancel()"
         if replica.client is not None:
             await replica.client.aclose()
 
@@ -220,6 +222,43 @@ async def test_redis_gone_the_holder_stops_before_its_lease_expires_and_redis_ba
     assert probe.most == 1
     assert {r.name for r in (a, b) for s in SOURCES if r.leader(s) == 1.0} <= {"a", "b"}
     assert sum(r.changes(s, change) for r in (a, b) for s in SOURCES for change in LEADER_CHANGES) >= 4
+
+
+@pytest.mark.parametrize("moment", ["renewing", "contending"])
+async def test_one_cancel_stops_the_supervisor_even_when_redis_py_swallows_it(
+    replicas: Callable[[str, Probe], Replica], monkeypatch: pytest.MonkeyPatch, moment: str
+) -> None:
+    """Regression for a CI run that hung 15 minutes in this module's teardown (and the agent's shutdown could).
+
+    redis-py sends each command under asyncio.wait_for, which on Python 3.11 returns the result instead
+    of raising when its task is cancelled in the loop iteration where the send completes (CPython
+    gh-86296, fixed in 3.12 by wait_for on asyncio.timeout). A TaskGroup cancels its tasks once, so a
+    supervisor task that lost that one cancellation kept renewing (or contending) forever. The send is
+    made to cancel Leadership.run() at exactly that moment, every time (it is then the supervisor's task,
+    awaiting the command, that the TaskGroup cancels).
+    """
+    probe = Probe()
+    a = replicas("a", probe)
+    await until(lambda: all(probe.where(name) == {"a"} for name in SOURCES))
+    assert a.client is not None
+    assert a.task is not None
+    source = {"renewing": "websocket:acme", "contending": "poller"}[moment]
+    if moment == "contending":  # the poller's supervisor is back to trying to acquire, every RENEW
+        await a.client.set("qss:{leader:poller}", "intruder/0123", px=60_000)
+        await until(lambda: probe.where("poller") == set(), within=2 * RENEW + 1)
+    key, task = f"{{leader:{source}}}".encode(), a.task
+    # The supervisor's TaskGroup cancels its tasks in the next iteration: this send is done by then.
+    fired = cancel_when_sent(monkeypatch, task, key)
+    async with asyncio.timeout(2 * RENEW + 1):
+        await fired.wait()
+    done, _ = await asyncio.wait({task}, timeout=STOP_SECONDS + 2)
+    assert done, "Leadership.run() went on after its cancellation"
+    assert task.cancelled()
+    assert all(probe.where(name) == set() for name in SOURCES)
+    assert [a.leader(name) for name in SOURCES] == [0.0, 0.0]
+    if moment == "renewing":  # it stepped down properly: the lease was given back
+        assert await a.client.get(b"qss:" + key) is None
+        assert a.changes(source, "released") == 1.0
 
 
 # ------------------------------------------------------------------------------- through the agent

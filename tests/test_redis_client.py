@@ -12,8 +12,8 @@ import pytest
 from redis.exceptions import AuthenticationError, ConnectionError, TimeoutError
 
 from qss_exporter.config import RedisConfig, config_from_mapping
-from qss_exporter.redis_client import REDIS_ERRORS, RedisBackend, build_redis
-from tests.redis_server import RedisServer, TlsFiles
+from qss_exporter.redis_client import REACH_RETRY_SECONDS, REDIS_ERRORS, RedisBackend, build_redis, redis_call
+from tests.redis_server import RedisServer, TlsFiles, cancel_when_sent
 
 ACME = {"name": "acme", "account_id": "abc123", "webhook_secret_token": "s3cret-token"}
 
@@ -114,6 +114,27 @@ async def test_a_frozen_server_costs_a_command_its_timeout_not_more(redis_server
         await client.aclose()
 
 
+async def test_a_call_gives_up_at_its_own_deadline_and_its_command_is_cancelled(redis_server: RedisServer) -> None:
+    """redis_call's deadline, shorter than the client's command timeout, ends the wait; the command is cancelled."""
+    client = build_redis(redis_config({"url": redis_server.url, "command_timeout_seconds": 3}))
+    try:
+        assert await redis_call(client.ping(), 1.0) is True
+        assert redis_server.process is not None
+        os.kill(redis_server.process.pid, signal.SIGSTOP)
+        try:
+            command = asyncio.ensure_future(client.get("qss:anything"))
+            with pytest.raises(REDIS_ERRORS, match=r"no answer from Redis within 0\.2 s"):
+                await redis_call(command, 0.2)
+            async with asyncio.timeout(1):  # cancelled, not left waiting for its 3 s command timeout
+                await asyncio.wait({command})
+            assert command.cancelled()
+        finally:
+            os.kill(redis_server.process.pid, signal.SIGCONT)
+        assert await redis_call(client.ping(), 1.0) is True
+    finally:
+        await client.aclose()
+
+
 async def test_the_backend_is_reached_once_redis_answers(redis_server: RedisServer) -> None:
     redis_server.kill()
     backend = RedisBackend(redis_config({"url": redis_server.url}))
@@ -128,3 +149,25 @@ async def test_the_backend_is_reached_once_redis_answers(redis_server: RedisServ
     finally:
         reach.cancel()
         await backend.close()
+
+
+async def test_one_cancel_stops_reaching_a_redis_that_refuses_us_even_when_redis_py_swallows_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent's shutdown cancels reach() once: a PING whose send eats that cancellation must not hang it."""
+    server = RedisServer(tmp_path / "redis", password="s3cret")
+    server.start()
+    backend = RedisBackend(redis_config({"url": server.url}))  # no password: Redis refuses every try
+    reach = asyncio.create_task(backend.reach())
+    try:
+        fired = cancel_when_sent(monkeypatch, reach, b"")  # the first command it sends
+        async with asyncio.timeout(5):
+            await fired.wait()
+        done, _ = await asyncio.wait({reach}, timeout=3 * REACH_RETRY_SECONDS)
+        assert done, "reach() went on trying after its cancellation"
+        assert reach.cancelled()
+        assert not backend.reached
+    finally:
+        reach.cancel()
+        await backend.close()
+        server.kill()

@@ -314,7 +314,9 @@ class Poller:
                 # that the alert on the oldest pending age fires during the pause, not after it.
                 if now - self._gauges_refreshed >= GAUGE_INTERVAL:
                     await self._refresh_gauges()
-                await self._nap(run.wake, min(run.resume_at - now, GAUGE_INTERVAL))
+                # Until the next refresh is due, not a whole interval: a wake-up in between (a flush) must
+                # not stretch the gap between two refreshes to almost two intervals.
+                await self._nap(run.wake, min(run.resume_at, self._gauges_refreshed + GAUGE_INTERVAL) - now)
                 continue
             await self._flush()  # webhook summaries counted so far must be known before polling
             batch = await self.state.due(
