@@ -336,6 +336,12 @@ class Catalogue:
             "Values, entries and events refused by the decoder, by field and reason.",
             ("field", "reason"),
         )
+        # And the closed field set of this one (zoom/measured.py UNMEASURED_FIELDS).
+        self.unmeasured = store.counter(
+            "zoom_qss_unmeasured_values_total",
+            "Zeros that are no measurement (0 ms latency, 0 kbps bitrate ...), not observed, by Zoom's field.",
+            ("field",),
+        )
         self.build_info: GaugeFamily = store.gauge(
             "zoom_qss_build_info", "Always 1; the exporter's version.", ("version",)
         )

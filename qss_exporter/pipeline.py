@@ -17,6 +17,7 @@ from qss_exporter.enrichment import ParticipantDirectory
 from qss_exporter.store import CounterSeries, HistogramSeries, RefusedSeries, Sample, Store
 from qss_exporter.tenancy import Tenancy
 from qss_exporter.zoom.events import PARSE_ERRORS
+from qss_exporter.zoom.measured import UNMEASURED_FIELDS
 from qss_exporter.zoom.records import (
     DedupeKey,
     MeetingEvent,
@@ -62,6 +63,8 @@ class Pipeline:
         # The closed (field, reason) set exists from the start at 0, so the first error is a visible increase.
         for error in PARSE_ERRORS:
             catalogue.parse_errors.inc(error, 0)
+        for field in UNMEASURED_FIELDS:
+            catalogue.unmeasured.inc((field,), 0)
         # Per media-stream label set, the eight series its values go to (one dict lookup per stream
         # instead of eight): recording became ~2x faster (bench/hotpath.py).
         self._stream_cache: dict[tuple[str, ...], _StreamSeries] = {}
@@ -169,6 +172,8 @@ class Pipeline:
         elif errors:  # an event refusing thousands of entries is counted in one step per (field, reason)
             for error, count in Counter(errors).items():
                 m.parse_errors.inc(error, count)
+        for field in getattr(record, "unmeasured", ()):
+            m.unmeasured.inc((field,))
         for listener in self._record_listeners:
             listener(record, source)
         return True

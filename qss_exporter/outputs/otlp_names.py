@@ -56,6 +56,7 @@ OTLP_NAMES: dict[str, tuple[str, str]] = {
     "zoom_qss_events_total": ("zoom.qss.events", "{event}"),
     "zoom_qss_event_lag_seconds": ("zoom.qss.event.lag", "s"),
     "zoom_qss_parse_errors_total": ("zoom.qss.parse.errors", "{error}"),
+    "zoom_qss_unmeasured_values_total": ("zoom.qss.unmeasured.values", "{value}"),
     "zoom_qss_build_info": ("zoom.qss.build.info", ""),
     "zoom_qss_dedupe_keys": ("zoom.qss.dedupe.keys", "{key}"),
     "zoom_qss_dedupe_evicted_total": ("zoom.qss.dedupe.evicted", "{key}"),

@@ -24,10 +24,10 @@ import httpx
 import orjson
 
 from qss_exporter.errors import BudgetExhausted, ZoomApiError
-from qss_exporter.zoom.events import decode_rest_summary
 from qss_exporter.zoom.oauth import AccessToken, TokenProvider
 from qss_exporter.zoom.ratelimit import AccountLimits, Backoff, Label
 from qss_exporter.zoom.records import InvalidEvent, Product, SummaryRecord
+from qss_exporter.zoom.summaries import decode_rest_summary
 
 __all__ = [
     "LIMIT_TYPES",

@@ -157,7 +157,8 @@ def _parse(raw: object, kind: _Kind) -> float | str | None:
         return OUT_OF_RANGE
     except UnitError:
         return UNPARSABLE
-    if value is None or low <= value <= high:
+    # An exact 0 always passes: whether it is a measurement is the decoder's call (zoom/measured.py).
+    if value is None or low <= value <= high or value == 0.0:
         return value
     return OUT_OF_RANGE
 
@@ -194,7 +195,7 @@ def quantity(details: dict[str, Any], key: str, errors: list[ParseError]) -> flo
 
 
 def resolution_height(details: dict[str, Any], errors: list[ParseError]) -> float | None:
-    """The height of `resolution` ("1280*720" -> 720.0); "0*0" and "" are no value."""
+    """The height of `resolution` ("1280*720" -> 720.0, "0*0" -> 0.0); "" is no value."""
     raw = details.get("resolution")
     if raw is None:
         return None
