@@ -29,6 +29,8 @@ OTLP_NAMES: dict[str, tuple[str, str]] = {
     "zoom_qss_media_frame_height_pixels": ("zoom.qss.media.frame_height_pixels", "{pixel}"),
     "zoom_qss_media_records_total": ("zoom.qss.media.records", "{record}"),
     "zoom_qss_quality_records_total": ("zoom.qss.quality.records", "{record}"),
+    "zoom_qss_media_time_seconds_total": ("zoom.qss.media.time", "s"),
+    "zoom_qss_quality_time_seconds_total": ("zoom.qss.quality.time", "s"),
     "zoom_qss_quality_score": ("zoom.qss.quality.score", "{score}"),
     "zoom_qss_cpu_usage_ratio": ("zoom.qss.cpu.usage_ratio", "1"),
     "zoom_qss_wifi_rssi_dbm": ("zoom.qss.wifi.rssi_dbm", "{dBm}"),

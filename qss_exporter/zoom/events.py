@@ -46,6 +46,7 @@ from qss_exporter.zoom.values import (
     free_text,
     quantity,
     resolution_height,
+    timestamp_seconds,
     timestamp_text,
 )
 
@@ -274,13 +275,14 @@ def _realtime(
     # values apart. A hash of a tuple: ~1.5 us, against ~5 us for an order-free one of frozensets.
     content = hash((tuple(seen), latest, tuple(streams), tuple(grades), cpu, rssi, tuple(notifications)))
     key = (event, account_id, instance, participant_id, content, 0 if latest else event_ts or 0)
+    event_time = event_ts / 1000.0 if event_ts is not None else None
     return QosRecord(
         event,
         account_id,
         product,
         instance,
         participant_id,
-        event_ts / 1000.0 if event_ts is not None else None,
+        event_time,
         key,
         tuple(streams),
         tuple(grades),
@@ -290,6 +292,7 @@ def _realtime(
         tuple(errors),
         identity,
         tuple(unmeasured),
+        event_time if event_time is not None else timestamp_seconds(latest) if latest else None,
     )
 
 

@@ -108,6 +108,7 @@ class QosRecord:
     parse_errors: tuple[ParseError, ...]
     identity: ParticipantIdentity = NO_IDENTITY
     unmeasured: tuple[str, ...] = ()  # fields whose zero was not a measurement (zoom/measured.py)
+    record_time: float | None = None  # when Zoom made it: event_ts, else the latest date_time (seconds)
 
 
 class StreamSummary(NamedTuple):
