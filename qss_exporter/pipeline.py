@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from qss_exporter.activity import ActivityTracker
 from qss_exporter.catalogue import Catalogue
-from qss_exporter.dedupe import DedupeWindow, ParticipantHistory
+from qss_exporter.dedupe import DedupeWindow, ParticipantHistory, SessionSummaries
 from qss_exporter.detail import DetailTracker
 from qss_exporter.enrichment import ParticipantDirectory
 from qss_exporter.store import CounterSeries, HistogramSeries, RefusedSeries, Sample, Store
@@ -31,7 +31,9 @@ from qss_exporter.zoom.records import (
 )
 from qss_exporter.zoom.values import MALFORMED
 
-__all__ = ["Pipeline", "QosListener", "RecordListener"]
+__all__ = ["SESSION_INSTANCES_MAX", "Pipeline", "QosListener", "RecordListener"]
+
+SESSION_INSTANCES_MAX = 100_000  # Video SDK sessions whose summaries are matched across webhook and REST
 
 QosListener = Callable[[QosRecord, str, tuple[str, ...]], None]
 RecordListener = Callable[[Record, str], None]
@@ -60,6 +62,8 @@ class Pipeline:
         self._directory = directory
         self._dedupe = dedupe
         self._history = history
+        # Video SDK summaries: webhook and REST share no id (zoom/summaries.py); the poller consults it too.
+        self.session_summaries = SessionSummaries(dedupe.window, SESSION_INSTANCES_MAX)
         self.accounts = accounts
         self._clock = clock
         # The closed (field, reason) set exists from the start at 0, so the first error is a visible increase.
@@ -157,6 +161,15 @@ class Pipeline:
                 return False
         elif self._dedupe.seen(record.dedupe_key, now):
             return False
+        elif (
+            isinstance(record, SummaryRecord)
+            and record.product == "session"
+            and source != "poll"
+            and not self.session_summaries.webhook(
+                record.account_id, record.instance, record.participant_id, record.match, now
+            )
+        ):
+            return False  # this user was counted from the REST listing already
         m = self._m
         m.events.inc((account, source, record.event))
         if record.event_time is not None:
@@ -371,5 +384,6 @@ class Pipeline:
         self.calls.expire(now)
         self._directory.expire(now)
         self._history.expire(now)
+        self.session_summaries.expire(now)
         if self.detail is not None:
             self.detail.expire(now)

@@ -33,7 +33,7 @@ from qss_exporter.zoom.records import (
     UnknownEvent,
     UrlValidation,
 )
-from qss_exporter.zoom.summaries import decode_rest_summary, summary
+from qss_exporter.zoom.summaries import decode_rest_summary, session_match, summary
 from qss_exporter.zoom.values import (
     ID_MAX,
     INT_ID_LIMIT,
@@ -175,6 +175,7 @@ def _participant_event(
             entries,
             identity,
             parts.meeting_number(obj),
+            session_match(person) if product == "session" else "",
         )
     return _realtime(event, product, account_id, instance, participant_id, event_ts, entries, identity)
 

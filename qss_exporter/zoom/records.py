@@ -144,6 +144,9 @@ class SummaryRecord:
     identity: ParticipantIdentity = NO_IDENTITY
     meeting_number: str = ""  # `object.id` (meetings and webinars), "" when Zoom left it out
     unmeasured: tuple[str, ...] = ()
+    # Video SDK: who the summary is about in terms webhook and REST share (a digest of `user_key`, else
+    # of the name; "" when neither is known), since their ids differ (zoom/summaries.py).
+    match: str = ""
 
 
 @dataclass(frozen=True, slots=True)

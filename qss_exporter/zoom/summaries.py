@@ -1,13 +1,26 @@
 """Participant session summaries: the `*_qos_summary` events and the items of the REST `qos_summary` pages.
 
-Both give the same SummaryRecord (same event name, same dedupe key where Zoom gives both sides the
-same id), so a participant session that arrives both ways is counted once.
+Meetings and webinars: both give the same SummaryRecord (same event name, same dedupe key: the
+per-instance `participant_id` is on both sides), so a participant session that arrives both ways is
+counted once.
+
+Video SDK sessions: the two sides share no id. Zoom's QSS REST API describes `users[].id` as "the
+same as the user's user ID if the user joins the session by logging into Zoom. If the user joins the
+session without logging into Zoom, this returns an empty value", while the webhooks' `user.id` "is
+assigned to the user upon joining a session and is only valid for that session". What both carry is
+`user_key` (the Video SDK JWT's `user_identity`, optional) and the display name (which REST may leave
+empty). So a REST user gets an id of the agent's own (a digest of what the item holds), never dropped
+for an empty `id`, and every session summary carries `match`, a digest of `user_key` (else of the
+name): the pipeline counts a session's users once across both sides with it (dedupe.SessionSummaries).
 """
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from typing import Any
+
+import orjson
 
 from qss_exporter.zoom import entries as parts
 from qss_exporter.zoom import measured
@@ -22,9 +35,11 @@ from qss_exporter.zoom.records import (
     StreamSummary,
     SummaryRecord,
 )
-from qss_exporter.zoom.values import QOS_MALFORMED, QOS_TOO_MANY, Fields
+from qss_exporter.zoom.values import QOS_MALFORMED, QOS_TOO_MANY, Fields, free_text
 
-__all__ = ["SUMMARY_EVENTS", "decode_rest_summary", "summary"]
+__all__ = ["REST_SESSION_PREFIX", "SUMMARY_EVENTS", "decode_rest_summary", "session_match", "summary"]
+
+REST_SESSION_PREFIX = "rest:"  # the agent's own id of a Video SDK REST user (Zoom's `id` is no per-session id)
 
 _STREAM_TYPES = vocab.STREAM_TYPES
 
@@ -45,6 +60,7 @@ def summary(
     entries: list[Any],
     identity: ParticipantIdentity = NO_IDENTITY,
     meeting_number: str = "",
+    match: str = "",
 ) -> SummaryRecord:
     """One participant's whole session from a summary's `qos[]`."""
     errors: list[ParseError] = []
@@ -109,6 +125,7 @@ def summary(
         identity,
         meeting_number,
         tuple(unmeasured),
+        match,
     )
 
 
@@ -121,20 +138,48 @@ def decode_rest_summary(product: Product, account_id: str, instance: str, item: 
     event = SUMMARY_EVENTS[product]
     if not isinstance(item, dict):
         return InvalidEvent(event, "users" if product == "session" else "participants")
-    # The per-instance id: `participant_id` in meeting and webinar lists, `id` in Video SDK lists.
-    id_key = "id" if product == "session" else "participant_id"
-    participant_id = parts.first_id(item, (id_key,))
-    if participant_id is None:
-        return InvalidEvent(event, id_key)
     entries = item.get("qos")
-    if not isinstance(entries, list):
-        return InvalidEvent(event, "qos")
+    if product == "session":
+        if not isinstance(entries, list):
+            return InvalidEvent(event, "qos")
+        # Zoom's `id` here is the Zoom login (empty for guests), not the webhooks' per-session id.
+        participant_id = _rest_session_id(item)
+        match = session_match(item)
+    else:
+        # The per-instance id, the same as in the summary events.
+        found = parts.first_id(item, ("participant_id",))
+        if found is None:
+            return InvalidEvent(event, "participant_id")
+        if not isinstance(entries, list):
+            return InvalidEvent(event, "qos")
+        participant_id, match = found, ""
     # The list items name people as the summary events do (`id`, `user_name`, `email`; Video SDK `name`,
     # `user_key`), so detail mode's allowlist matches polled sessions too.
     identity = parts.identity(item, product == "session")
-    return summary(
-        event, product, account_id, sys.intern(instance), sys.intern(participant_id), None, entries, identity
-    )
+    instance, participant_id = sys.intern(instance), sys.intern(participant_id)
+    return summary(event, product, account_id, instance, participant_id, None, entries, identity, match=match)
+
+
+def session_match(person: dict[str, Any]) -> str:
+    """What a Video SDK summary's user is known by on both sides: `user_key`, else the name, as a digest."""
+    user_key = free_text(person.get("user_key"))
+    if user_key:
+        return "k:" + _digest(user_key.encode())
+    name = free_text(person.get("name"))
+    return "n:" + _digest(name.encode()) if name else ""
+
+
+def _rest_session_id(item: dict[str, Any]) -> str:
+    """A REST user's id of the agent's own: a digest of everything the item holds, stable across listings.
+
+    Two joins of one user are two items with different statistics, so they get two ids; a restarted
+    listing repeats an item with the same id. No personal data is kept (the digest, not the values).
+    """
+    return REST_SESSION_PREFIX + _digest(orjson.dumps(item, option=orjson.OPT_SORT_KEYS))
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
 
 
 def _active(stats: StreamSummary) -> bool:
