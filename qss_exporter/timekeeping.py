@@ -25,8 +25,9 @@ the time since the participant's record before it instead:
   only if a record after it had covered its interval already, i.e. at most `nominal` seconds for each
   record that failed delivery in the last minutes of a participant who then left.
 
-State per participant: up to `keep` recent distinct record times in an array of doubles, and the
-records held for the first time (label tuples). It is expired with the activity window, by arrival.
+State per participant: up to `keep` recent distinct record times, in whole seconds, in a compact array
+of 32-bit integers (~130 bytes per participant), and the records held for the first time (label
+tuples, only until the second record time). It is expired with the activity window, by arrival.
 Everything in it is plain numbers and strings, so that it can be serialised (issue 13).
 """
 
@@ -44,8 +45,8 @@ SAME_TIME = 2.0  # seconds: record times this close are one time (per-type deliv
 Content = tuple[tuple[tuple[str, ...], ...], tuple[tuple[str, ...], ...]]
 Credit = Callable[[float, Content, float], None]  # (seconds, content, when: the arrival it belongs to)
 
-# array layout: [last arrival, 1.0 if an older time was ever forgotten, 1.0 if the participant left,
-# then the record times t1 < t2 < ... held]
+# array layout (unsigned 32-bit seconds): [last arrival, 1 if an older time was ever forgotten, 1 if the
+# participant left, then the record times t1 < t2 < ... held]
 _ARRIVAL = 0
 _FORGOT = 1
 _LEFT = 2
@@ -63,19 +64,21 @@ class Timekeeper:
         self.max_gap = max_gap
         self.nominal = nominal
         self._keep = keep
-        self._times: dict[Hashable, array[float]] = {}
+        self._times: dict[Hashable, array[int]] = {}
         self._held: dict[Hashable, list[Content]] = {}  # first records waiting for the second time
+        self._labels: dict[tuple[str, ...], tuple[str, ...]] = {}  # one copy of each label set held
 
     def __len__(self) -> int:
         return len(self._times)
 
-    def record(self, key: Hashable, at: float, now: float, content: Content) -> None:
-        """A record of participant `key` produced at `at`, arrived `now`: credit what it and earlier ones stand for."""
+    def record(self, key: Hashable, made: float, now: float, content: Content) -> None:
+        """A record of participant `key` made at `made`, arrived `now`: credit what it and earlier ones stand for."""
+        at = _second(made)
         state = self._times.get(key)
         if state is None:
             self._start(key, at, now, content)
             return
-        state[_ARRIVAL] = max(state[_ARRIVAL], now)
+        state[_ARRIVAL] = max(state[_ARRIVAL], _second(now))
         cap = self.max_gap
         count = len(state) - _TIMES
         last = state[-1]
@@ -92,7 +95,7 @@ class Timekeeper:
             state.append(at)
             if count == self._keep:
                 del state[_TIMES]
-                state[_FORGOT] = 1.0
+                state[_FORGOT] = 1
             return
         times = state[_TIMES:]
         index = bisect.bisect_left(times, at - SAME_TIME)
@@ -101,16 +104,24 @@ class Timekeeper:
             return
         self._late(key, state, times, index, at, content, now)
 
-    def _start(self, key: Hashable, at: float, now: float, content: Content, *, earlier: bool = False) -> None:
+    def _start(self, key: Hashable, at: int, now: float, content: Content, *, earlier: bool = False) -> None:
         """A first record; `earlier`: the participant had an earlier presence (its late records add nothing)."""
-        self._times[key] = array("d", (now, 1.0 if earlier else 0.0, 0.0, at))
-        self._held[key] = [content]
+        self._times[key] = array("I", (_second(now), 1 if earlier else 0, 0, at))
+        self._held[key] = [self._compact(content)]
 
-    def _same_time(self, key: Hashable, times: array[float], index: int, content: Content, now: float) -> None:
+    def _compact(self, content: Content) -> Content:
+        """`content` made of shared label tuples: thousands of held records have a handful of label sets."""
+        labels = self._labels
+        if len(labels) >= _LABELS_MAX:
+            labels.clear()
+        streams, grades = content
+        return tuple(labels.setdefault(s, s) for s in streams), tuple(labels.setdefault(g, g) for g in grades)
+
+    def _same_time(self, key: Hashable, times: array[int], index: int, content: Content, now: float) -> None:
         """Another record (another QoS type) of a time already seen: the same interval."""
         held = self._held.get(key)
         if held is not None:  # still the only time: wait with the others
-            held.append(content)
+            held.append(self._compact(content))
         elif index > 0:
             self._credit(min(times[index] - times[index - 1], self.max_gap), content, now)
         elif len(times) > 1:  # the first time held: its interval was estimated by the spacing to the next
@@ -121,10 +132,10 @@ class Timekeeper:
     def _late(
         self,
         key: Hashable,
-        state: array[float],
-        times: array[float],
+        state: array[int],
+        times: array[int],
         index: int,
-        at: float,
+        at: int,
         content: Content,
         now: float,
     ) -> None:
@@ -148,14 +159,14 @@ class Timekeeper:
         state.insert(_TIMES + index, at)
         if len(state) - _TIMES > self._keep:
             del state[_TIMES]
-            state[_FORGOT] = 1.0
+            state[_FORGOT] = 1
 
     def end(self, key: Hashable) -> None:
         """The participant left: a lone first time stands for the nominal interval; late records still count."""
         state = self._times.get(key)
         if state is None:
             return
-        state[_LEFT] = 1.0
+        state[_LEFT] = 1
         held = self._held.pop(key, None)
         if held is not None:
             for content in held:  # credited as of its arrival, so that its series age from then
@@ -175,3 +186,12 @@ class Timekeeper:
             self.end(key)
             del self._times[key]
         return len(stale)
+
+
+_LAST_SECOND = 2**32 - 1
+_LABELS_MAX = 16_384
+
+
+def _second(moment: float) -> int:
+    """Unix time in whole seconds, within what 32 bits hold (Zoom's `date_time` has seconds; junk is clamped)."""
+    return min(max(int(moment + 0.5), 0), _LAST_SECOND)
