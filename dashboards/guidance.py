@@ -12,7 +12,7 @@ __all__ = [
     "CPU_HIGH",
     "JITTER",
     "LATENCY",
-    "MIN_SITE_STREAM_MINUTES_PER_SECOND",
+    "MIN_SITE_STREAMS",
     "PACKET_LOSS",
     "PHONE_MIN_ACTIVE_CALLS",
     "PHONE_MOS_POOR",
@@ -43,8 +43,9 @@ RSSI_WEAK = Threshold(-67.0, "Wi-Fi design practice for voice and video: -67 dBm
 CPU_HIGH = Threshold(0.8, "no Zoom guidance; 80 % is the conventional saturation mark")
 
 # Alerting choices of this project (docs/runbook.md explains them).
-QUALITY_SLO = 0.99  # objective: 99 % of graded audio participant-minutes are good or fair
+QUALITY_SLO = 0.99  # objective: 99 % of graded audio participant time is good or fair
 PHONE_MOS_POOR_SHARE = 0.10  # alert when more than 10 % of an account's phone MOS samples are poor
 PHONE_MIN_ACTIVE_CALLS = 3  # ... and at least this many calls are active (one bad call is not an incident)
-# A site or data centre is only judged with at least 6 participant-stream-minutes per minute (0.1 per second).
-MIN_SITE_STREAM_MINUTES_PER_SECOND = 0.1
+# A site or data centre is only judged with at least 6 media streams at once (6 stream-seconds per second of
+# zoom_qss_media_time_seconds_total, i.e. 6 participant-stream-minutes a minute).
+MIN_SITE_STREAMS = 6

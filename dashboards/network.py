@@ -14,7 +14,7 @@ UID = "zoom-qss-network"
 MEDIA = 'media=~"$media"'
 LATENCY = "zoom_qss_media_latency_seconds"
 LOSS = "zoom_qss_media_packet_loss_ratio"
-GRADES = "zoom_qss_quality_records_total"
+GRADES = "zoom_qss_quality_time_seconds_total"
 
 
 def _latency(by: str, legend: str) -> Panel:
@@ -44,8 +44,8 @@ def _poor(by: str, legend: str) -> Panel:
     sel = labels(QOS, MEDIA)
     expr = ratio(f"rate({GRADES}{labels(QOS, MEDIA, POOR)}[5m])", f"rate({GRADES}{sel}[5m])", by)
     return timeseries(
-        f"Poor or bad minutes by {legend}",
-        f"Share of participant-minutes Zoom graded poor or bad, by {legend}, 5-minute window. Dashed: the SLO's "
+        f"Poor or bad time by {legend}",
+        f"Share of graded participant time Zoom graded poor or bad, by {legend}, 5-minute window. Dashed: the SLO's "
         "error budget.",
         "percentunit",
         [Query(expr, f"{{{{{by}}}}}")],
@@ -90,8 +90,8 @@ def _sites() -> Row:
             ),
             (
                 timeseries(
-                    "Poor or bad minutes by site",
-                    "Share of participant-minutes Zoom graded poor or bad per office, 5-minute window. Dashed: the "
+                    "Poor or bad time by site",
+                    "Share of graded participant time Zoom graded poor or bad per office, 5-minute window. Dashed: the "
                     "SLO's error budget.",
                     "percentunit",
                     [
@@ -191,7 +191,7 @@ def _wifi() -> Row:
             (
                 heatmap(
                     "Wi-Fi signal (RSSI) distribution",
-                    "Average Wi-Fi RSSI per participant-minute; cells: Wi-Fi participants per minute in each bucket. "
+                    "Average Wi-Fi RSSI, one observation per record; cells: Wi-Fi records per minute in each bucket. "
                     f"{guidance.RSSI_WEAK.source}.",
                     "suffix: dBm",
                     f"60 * sum by (le) (rate(zoom_qss_wifi_rssi_dbm_bucket{sel}[5m]))",
@@ -200,8 +200,9 @@ def _wifi() -> Row:
             ),
             (
                 timeseries(
-                    "Weak Wi-Fi minutes by site",
-                    f"Share of Wi-Fi participant-minutes with an average RSSI of -67 dBm or weaker, by site. "
+                    "Weak Wi-Fi share by site",
+                    f"Share of Wi-Fi records (one per participant and record) with an average RSSI of -67 dBm or "
+                    "weaker, by site. "
                     f"{guidance.RSSI_WEAK.source}.",
                     "percentunit",
                     [Query(f"sum by (site) ({weak})\n/\nsum by (site) ({total})", "{{site}}")],

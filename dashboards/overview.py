@@ -24,7 +24,7 @@ from dashboards.promql import ACCOUNT, ACCOUNT_PRODUCT, QOS, avg_from, labels, q
 __all__ = ["UID", "build", "quality_variables"]
 
 UID = "zoom-qss-overview"
-GRADES = "zoom_qss_quality_records_total"
+GRADES = "zoom_qss_quality_time_seconds_total"  # time, not records: the same whatever Zoom's cadence
 AUDIO = 'media="audio"'
 POOR = 'quality=~"poor|bad"'
 BUDGET = 1 - guidance.QUALITY_SLO
@@ -32,7 +32,7 @@ GRADE_STEPS = [(None, "green"), (BUDGET, "orange"), (14.4 * BUDGET, "red")]
 
 
 def quality_variables() -> list[Variable]:
-    """account, product and site, read from the quality-grade counter (present whenever QoS data is)."""
+    """account, product and site, read from the time-in-grade counter (present whenever QoS data is)."""
     return [
         query_variable("account", "Account", GRADES, description="Configured Zoom account (the `account` label)."),
         query_variable(
@@ -85,9 +85,9 @@ def _now() -> Row:
             ),
             (
                 stat(
-                    "Poor audio minutes, 1 h",
-                    "Share of audio participant-minutes Zoom graded poor or bad in the last hour. Orange: above the "
-                    f"{guidance.QUALITY_SLO:.0%} SLO's budget; red: the fast-burn alert level.",
+                    "Poor audio time, 1 h",
+                    "Share of graded audio participant time Zoom graded poor or bad in the last hour. Orange: above "
+                    f"the {guidance.QUALITY_SLO:.0%} SLO's budget; red: the fast-burn alert level.",
                     "percentunit",
                     Query(poor_1h),
                     steps=GRADE_STEPS,
@@ -144,11 +144,11 @@ def _slo() -> Row:
     audio, poor = labels(QOS, AUDIO), labels(QOS, AUDIO, POOR)
     by_product = f"{r.slo_ratio('1h')}{labels(ACCOUNT_PRODUCT)}"
     return Row(
-        f"SLO: {guidance.QUALITY_SLO:.0%} of audio participant-minutes good or fair",
+        f"SLO: {guidance.QUALITY_SLO:.0%} of audio participant time good or fair",
         [
             (
                 timeseries(
-                    "Poor or bad audio minutes by product, 1 h window",
+                    "Poor or bad audio time by product, 1 h window",
                     "Recorded SLO ratio per account and product (not filtered by site). The dashed line is the "
                     "error budget; the page-level alert fires at 14.4 times it.",
                     "percentunit",
@@ -171,9 +171,9 @@ def _slo() -> Row:
             ),
             (
                 stat(
-                    "Poor audio minutes, 7 days",
-                    "Audio participant-minutes graded poor or bad in the last 7 days.",
-                    "short",
+                    "Poor audio time, 7 days",
+                    "Audio participant time graded poor or bad in the last 7 days (summed over participants).",
+                    "s",
                     Query(f"sum(increase({GRADES}{poor}[7d])) or vector(0)", instant=True),
                 ),
                 4,
@@ -181,7 +181,7 @@ def _slo() -> Row:
             (
                 stat(
                     "Poor audio share, 7 days",
-                    "Share of audio participant-minutes graded poor or bad in the last 7 days, against the SLO.",
+                    "Share of graded audio participant time that was poor or bad in the last 7 days, against the SLO.",
                     "percentunit",
                     Query(ratio(f"increase({GRADES}{poor}[7d])", f"increase({GRADES}{audio}[7d])"), instant=True),
                     steps=GRADE_STEPS,
@@ -240,7 +240,9 @@ def _by_product_media() -> Row:
 
 def _distributions() -> Row:
     sel = labels(QOS)
-    per_minute = "Cells: participant-streams per minute in each bucket (all products and media)."
+    per_minute = (
+        "Cells: records per minute in each bucket (one per participant, stream and record; all products and media)."
+    )
     return Row(
         "Distributions",
         [
@@ -281,8 +283,8 @@ def _grades() -> Row:
         [
             (
                 timeseries(
-                    "Participant-minutes by Zoom's grade",
-                    "Share of participant-minutes (audio, video and screen share streams) in each of Zoom's grades, "
+                    "Participant time by Zoom's grade",
+                    "Share of participant time (audio, video and screen share grades) in each of Zoom's grades, "
                     "5-minute window.",
                     "percentunit",
                     [Query(share, "{{quality}}")],
@@ -295,8 +297,8 @@ def _grades() -> Row:
             (
                 bargauge(
                     "Poor or bad share by product and media, now",
-                    "Share of participant-minutes graded poor or bad in the last 5 minutes, worst first. Orange: above "
-                    "the SLO's budget.",
+                    "Share of graded participant time that was poor or bad in the last 5 minutes, worst first. Orange: "
+                    "above the SLO's budget.",
                     "percentunit",
                     Query(f"sort_desc(\n{poor}\n)", "{{product}} {{media}}", instant=True),
                     steps=GRADE_STEPS,
@@ -339,7 +341,7 @@ def _where() -> Row:
             (
                 table(
                     "Worst sites",
-                    "Per site over the last 5 minutes, worst share of poor minutes first; colours follow Zoom's "
+                    "Per site over the last 5 minutes, worst share of poor time first; colours follow Zoom's "
                     "guidance. Click a site to open it in Network & location.",
                     columns,
                     join="site",

@@ -27,7 +27,7 @@ __all__ = [
     "RUNBOOK",
     "SITE_AVG_LOSS",
     "SITE_P95_LATENCY",
-    "SITE_RECORDS",
+    "SITE_TIME",
     "Alert",
     "Group",
     "Recording",
@@ -46,11 +46,12 @@ JITTER_BUCKETS = f"{_MEDIA}_jitter_seconds_bucket:rate5m"
 LOSS_BUCKETS = f"{_MEDIA}_packet_loss_ratio_bucket:rate5m"
 LOSS_SUM = f"{_MEDIA}_packet_loss_ratio_sum:rate5m"
 LOSS_COUNT = f"{_MEDIA}_packet_loss_ratio_count:rate5m"
-QUALITY_RATE = "account_product_media_quality_site:zoom_qss_quality_records:rate5m"
-SITE_RECORDS = "account_site:zoom_qss_media_records:rate5m"
+# Time-based (issue 12): seconds per second, i.e. participants (or streams) at once, whatever Zoom's cadence.
+QUALITY_RATE = "account_product_media_quality_site:zoom_qss_quality_time_seconds:rate5m"
+SITE_TIME = "account_site:zoom_qss_media_time_seconds:rate5m"
 SITE_P95_LATENCY = "account_site:zoom_qss_media_latency_seconds:p95_rate5m"
 SITE_AVG_LOSS = "account_site:zoom_qss_media_packet_loss_ratio:avg_rate5m"
-DC_RECORDS = "account_data_center:zoom_qss_media_records:rate5m"
+DC_TIME = "account_data_center:zoom_qss_media_time_seconds:rate5m"
 DC_P95_LATENCY = "account_data_center:zoom_qss_media_latency_seconds:p95_rate5m"
 PHONE_MOS_POOR_RATIO = "account:zoom_qss_phone_mos_poor:ratio_rate5m"
 SLO_WINDOWS = ("5m", "30m", "1h", "6h")
@@ -59,8 +60,8 @@ _SERVER_ERRORS = 'outcome=~"overloaded|error"'
 
 
 def slo_ratio(window: str) -> str:
-    """Name of the recorded share of audio participant-minutes graded poor or bad over `window`."""
-    return f"account_product:zoom_qss_audio_minutes_poor:ratio_rate{window}"
+    """Name of the recorded share of graded audio participant time that was poor or bad over `window`."""
+    return f"account_product:zoom_qss_audio_time_poor:ratio_rate{window}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,19 +105,20 @@ def _media_recordings() -> tuple[Recording, ...]:
         Recording(LOSS_SUM, _by(keep, "rate(zoom_qss_media_packet_loss_ratio_sum[5m])")),
         Recording(LOSS_COUNT, _by(keep, "rate(zoom_qss_media_packet_loss_ratio_count[5m])")),
         Recording(
-            QUALITY_RATE, _by("account, product, media, quality, site", "rate(zoom_qss_quality_records_total[5m])")
+            QUALITY_RATE,
+            _by("account, product, media, quality, site", "rate(zoom_qss_quality_time_seconds_total[5m])"),
         ),
-        Recording(SITE_RECORDS, _by("account, site", f"rate(zoom_qss_media_records_total{site}[5m])")),
+        Recording(SITE_TIME, _by("account, site", f"rate(zoom_qss_media_time_seconds_total{site}[5m])")),
         Recording(SITE_P95_LATENCY, f"histogram_quantile(0.95, {site_latency})"),
         Recording(SITE_AVG_LOSS, f"{site_loss_sum}\n/\n{site_loss_count}"),
-        Recording(DC_RECORDS, _by("account, data_center", f"rate(zoom_qss_media_records_total{dc}[5m])")),
+        Recording(DC_TIME, _by("account, data_center", f"rate(zoom_qss_media_time_seconds_total{dc}[5m])")),
         Recording(DC_P95_LATENCY, f"histogram_quantile(0.95, {dc_latency})"),
     )
 
 
 def _slo_recordings() -> tuple[Recording, ...]:
-    audio = 'zoom_qss_quality_records_total{media="audio"}'
-    poor = 'zoom_qss_quality_records_total{media="audio", quality=~"poor|bad"}'
+    audio = 'zoom_qss_quality_time_seconds_total{media="audio"}'
+    poor = 'zoom_qss_quality_time_seconds_total{media="audio", quality=~"poor|bad"}'
     out = []
     for window in SLO_WINDOWS:
         everything = _by("account, product", f"rate({audio}[{window}])")
@@ -148,7 +150,7 @@ def _burn(window_long: str, window_short: str, factor: float) -> str:
 
 def _quality_alerts() -> tuple[Alert, ...]:
     slo = f"{guidance.QUALITY_SLO:.0%}"
-    volume = guidance.MIN_SITE_STREAM_MINUTES_PER_SECOND
+    volume = guidance.MIN_SITE_STREAMS
     loss, latency = guidance.PACKET_LOSS.value, guidance.LATENCY.value
     mos = guidance.PHONE_MOS_POOR.value
     return (
@@ -157,7 +159,7 @@ def _quality_alerts() -> tuple[Alert, ...]:
             _burn("1h", "5m", 14.4),
             "critical",
             "Zoom {{ $labels.product }} audio quality is burning the error budget fast ({{ $labels.account }})",
-            f"{{{{ $value | humanizePercentage }}}} of audio participant-minutes were graded poor or bad in the "
+            f"{{{{ $value | humanizePercentage }}}} of graded audio participant time was poor or bad in the "
             f"last hour; the SLO allows {1 - guidance.QUALITY_SLO:.0%} ({slo} good or fair). At this rate a "
             "30-day budget is gone in about two days.",
             "2m",
@@ -167,13 +169,13 @@ def _quality_alerts() -> tuple[Alert, ...]:
             _burn("6h", "30m", 6),
             "warning",
             "Zoom {{ $labels.product }} audio quality is eating the error budget ({{ $labels.account }})",
-            f"{{{{ $value | humanizePercentage }}}} of audio participant-minutes were graded poor or bad over "
+            f"{{{{ $value | humanizePercentage }}}} of graded audio participant time was poor or bad over "
             f"the last 6 hours, six times what the {slo} SLO allows.",
             "15m",
         ),
         Alert(
             "ZoomSitePacketLossHigh",
-            f"{SITE_AVG_LOSS} > {loss:g}\nand on (account, site)\n{SITE_RECORDS} > {volume:g}",
+            f"{SITE_AVG_LOSS} > {loss:g}\nand on (account, site)\n{SITE_TIME} > {volume:g}",
             "warning",
             "Packet loss at {{ $labels.site }} is above Zoom's guidance",
             "Average packet loss of Zoom media at site {{ $labels.site }} (account {{ $labels.account }}) is "
@@ -182,7 +184,7 @@ def _quality_alerts() -> tuple[Alert, ...]:
         ),
         Alert(
             "ZoomSiteLatencyHigh",
-            f"{SITE_P95_LATENCY} > {latency:g}\nand on (account, site)\n{SITE_RECORDS} > {volume:g}",
+            f"{SITE_P95_LATENCY} > {latency:g}\nand on (account, site)\n{SITE_TIME} > {volume:g}",
             "warning",
             "Zoom latency at {{ $labels.site }} is above Zoom's guidance",
             "The 95th percentile of Zoom media latency at site {{ $labels.site }} (account {{ $labels.account }}) "
@@ -191,7 +193,7 @@ def _quality_alerts() -> tuple[Alert, ...]:
         ),
         Alert(
             "ZoomDataCentreLatencyHigh",
-            f"{DC_P95_LATENCY} > {latency:g}\nand on (account, data_center)\n{DC_RECORDS} > {volume:g}",
+            f"{DC_P95_LATENCY} > {latency:g}\nand on (account, data_center)\n{DC_TIME} > {volume:g}",
             "warning",
             "Zoom latency through data centre {{ $labels.data_center }} is above Zoom's guidance",
             "The 95th percentile of media latency of participants connected to Zoom data centre "

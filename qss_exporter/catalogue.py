@@ -182,64 +182,79 @@ class Catalogue:
         extra = tuple(enrichment)
         stream = (*_STREAM, *extra)
 
-        # Real-time stream: one observation per participant, media stream and minute.
+        # Real-time stream: one observation per record, i.e. per participant, media stream and record
+        # (a participant-minute at Zoom's one record a minute). Time is in the *_time_seconds_total counters.
         self.media_latency = self._histogram(
-            "zoom_qss_media_latency_seconds", "One-way media latency per participant-minute (Zoom `latency`).", stream
+            "zoom_qss_media_latency_seconds",
+            "One-way media latency, one observation per record (Zoom `latency`).",
+            stream,
         )
         self.media_jitter = self._histogram(
-            "zoom_qss_media_jitter_seconds", "Media jitter per participant-minute (Zoom `jitter`).", stream
+            "zoom_qss_media_jitter_seconds", "Media jitter, one observation per record (Zoom `jitter`).", stream
         )
         self.media_loss = self._histogram(
             "zoom_qss_media_packet_loss_ratio",
-            "Average packet loss per participant-minute (Zoom `avg_loss`), ratio 0-1.",
+            "Average packet loss, one observation per record (Zoom `avg_loss`), ratio 0-1.",
             stream,
         )
         self.media_max_loss = self._histogram(
             "zoom_qss_media_max_packet_loss_ratio",
-            "Maximum packet loss within each participant-minute (Zoom `max_loss`), ratio 0-1.",
+            "Maximum packet loss within each record (Zoom `max_loss`), ratio 0-1.",
             stream,
         )
         self.media_bitrate = self._histogram(
             "zoom_qss_media_bitrate_bytes_per_second",
-            "Media bitrate per participant-minute (Zoom `bitrate`, kbps x 125).",
+            "Media bitrate, one observation per record (Zoom `bitrate`, kbps x 125).",
             stream,
         )
         self.media_frame_rate = self._histogram(
             "zoom_qss_media_frames_per_second",
-            "Video and screen-share frame rate per participant-minute (Zoom `frame_rate`).",
+            "Video and screen-share frame rate, one observation per record (Zoom `frame_rate`).",
             stream,
         )
         self.media_height = self._histogram(
             "zoom_qss_media_frame_height_pixels",
-            "Video and screen-share resolution height per participant-minute (Zoom `resolution`).",
+            "Video and screen-share resolution height, one observation per record (Zoom `resolution`).",
             stream,
         )
         self.media_records = store.counter(
             "zoom_qss_media_records_total",
-            "Participant-minutes per media stream: real-time QoS entries with at least one value.",
+            "Real-time records per media stream (entries with a value); participant-minutes only at one a minute.",
+            stream,
+            ttl=series_ttl,
+        )
+        self.media_time = store.counter(
+            "zoom_qss_media_time_seconds_total",
+            "Seconds of media per stream: each record credited with the time since its participant's previous one.",
             stream,
             ttl=series_ttl,
         )
         graded = ("account", "product", "media", *extra)
         self.quality_records = store.counter(
             "zoom_qss_quality_records_total",
-            "Participant-minutes by Zoom's own quality grade (`audio_quality`, `video_quality`, `as_quality`).",
+            "Records by Zoom's own quality grade (`audio_quality`, `video_quality`, `as_quality`).",
+            ("account", "product", "media", "quality", *extra),
+            ttl=series_ttl,
+        )
+        self.quality_time = store.counter(
+            "zoom_qss_quality_time_seconds_total",
+            "Seconds in each of Zoom's quality grades, credited from record spacing as media time.",
             ("account", "product", "media", "quality", *extra),
             ttl=series_ttl,
         )
         self.quality_score = self._histogram(
             "zoom_qss_quality_score",
-            "Zoom's quality score per participant-minute (scale as Zoom reports it, 1-5).",
+            "Zoom's quality score, one observation per record (scale as Zoom reports it, 1-5).",
             graded,
         )
         self.cpu_usage = self._histogram(
             "zoom_qss_cpu_usage_ratio",
-            "Client CPU usage per participant-minute; measure is zoom_avg, zoom_max or system_max.",
+            "Client CPU usage, one observation per record; measure is zoom_avg, zoom_max or system_max.",
             ("account", "product", "measure", *extra),
         )
         self.wifi_rssi = self._histogram(
             "zoom_qss_wifi_rssi_dbm",
-            "Average Wi-Fi signal strength per participant-minute, dBm.",
+            "Average Wi-Fi signal strength, one observation per record, dBm.",
             ("account", "product", *extra),
         )
         self.network_notifications = store.counter(
@@ -335,6 +350,12 @@ class Catalogue:
             "zoom_qss_parse_errors_total",
             "Values, entries and events refused by the decoder, by field and reason.",
             ("field", "reason"),
+        )
+        # And the closed field set of this one (zoom/measured.py UNMEASURED_FIELDS).
+        self.unmeasured = store.counter(
+            "zoom_qss_unmeasured_values_total",
+            "Zeros that are no measurement (0 ms latency, 0 kbps bitrate ...), not observed, by Zoom's field.",
+            ("field",),
         )
         self.build_info: GaugeFamily = store.gauge(
             "zoom_qss_build_info", "Always 1; the exporter's version.", ("version",)

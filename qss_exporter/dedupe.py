@@ -1,4 +1,5 @@
-"""Remembers which events were already counted, for at least a configured window, in bounded memory.
+"""Remembers which events were already counted, for at least a configured window, in bounded memory;
+and which Video SDK session summaries were, across sources that share no id (SessionSummaries).
 
 Zoom redelivers an event up to three times over ~85 minutes (and the WebSocket may carry the same
 event as a webhook), so a key must be remembered for hours. Keys are kept as their 64-bit hash in a
@@ -8,10 +9,19 @@ generations are dropped at once instead of expiring keys one by one.
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Hashable
+from collections import Counter, deque
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Protocol, TypeVar
 
-__all__ = ["DedupeWindow", "ParticipantHistory"]
+__all__ = ["DedupeWindow", "ParticipantHistory", "SessionSummaries"]
+
+
+class _Matched(Protocol):
+    @property
+    def match(self) -> str: ...
+
+
+SummaryT = TypeVar("SummaryT", bound=_Matched)
 
 
 class DedupeWindow:
@@ -25,6 +35,7 @@ class DedupeWindow:
     def __init__(self, window: float, max_entries: int, now: float, generations: int = 4) -> None:
         if generations < 2:
             raise ValueError("generations must be at least 2")
+        self.window = window
         self._span = window / (generations - 1)
         self._max_generations = generations
         self._max_entries = max_entries
@@ -138,4 +149,85 @@ class ParticipantHistory:
         ]
         for participant in stale:
             self._size -= len(self._histories.pop(participant)) // _RECORD_BYTES
+        return len(stale)
+
+
+class _Session:
+    __slots__ = ("polled", "touched", "webhooks")
+
+    def __init__(self, now: float) -> None:
+        self.touched = now
+        self.polled = -1  # REST users counted at the poll; -1: not polled
+        self.webhooks: dict[str, str] = {}  # per-session user id -> match
+
+
+class SessionSummaries:
+    """Video SDK session summaries counted once across webhook (or WebSocket) and REST, which share no id.
+
+    Per session instance it holds the webhook summaries counted (per-session user id -> `match`, a
+    digest of `user_key` or name, zoom/summaries.py) and, once polled, how many users Zoom's REST
+    listing had. The rule (docs/poller.md): a session counts max(webhook summaries, REST users). At
+    the poll, a REST user whose match equals an unclaimed webhook summary's is that summary; the
+    others fill up to the listing's count, those without any identity first taken to be the webhook
+    summaries nobody matched. After the poll, a webhook summary counts only while there are more of
+    them than REST users. Bounded by `max_instances` (least recently used first) and the dedupe window.
+    """
+
+    def __init__(self, window: float, max_instances: int) -> None:
+        self._window = window
+        self._max = max_instances
+        self._instances: dict[tuple[str, str], _Session] = {}  # (account_id, instance), least recent first
+
+    def __len__(self) -> int:
+        return len(self._instances)
+
+    def _entry(self, account_id: str, instance: str, now: float) -> _Session:
+        key = (account_id, instance)
+        entry = self._instances.pop(key, None)  # re-inserted: the dict is ordered by last use
+        if entry is None:
+            entry = _Session(now)
+            if len(self._instances) >= self._max:
+                del self._instances[next(iter(self._instances))]
+        entry.touched = now
+        self._instances[key] = entry
+        return entry
+
+    def webhook(self, account_id: str, instance: str, user_id: str, match: str, now: float) -> bool:
+        """A webhook or WebSocket summary (not a redelivery): True when it is to be counted."""
+        entry = self._entry(account_id, instance, now)
+        entry.webhooks[user_id] = match
+        return entry.polled < 0 or len(entry.webhooks) > entry.polled
+
+    def choose(
+        self, account_id: str, instance: str, users: Sequence[SummaryT], counted: Mapping[str, str], now: float
+    ) -> list[SummaryT]:
+        """The REST `users` (each with `.match`) to count; `counted`: webhook summaries the state file knew."""
+        entry = self._entry(account_id, instance, now)
+        entry.webhooks = {**counted, **entry.webhooks}
+        entry.polled = len(users)
+        left = Counter(match for match in entry.webhooks.values() if match)
+        unmatched: list[SummaryT] = []
+        for user in users:
+            if user.match and left[user.match] > 0:
+                left[user.match] -= 1  # this user's summary came by webhook
+            else:
+                unmatched.append(user)
+        # Webhook summaries no REST user matched: as many unmatched REST users are taken to be them,
+        # those Zoom gave no identity first (REST leaves names empty for some accounts).
+        skip = sum(left.values()) + sum(1 for match in entry.webhooks.values() if not match)
+        unmatched.sort(key=lambda user: bool(user.match))
+        return unmatched[skip:]
+
+    def restore(self, account_id: str, instance: str, webhooks: Mapping[str, str], polled: int, now: float) -> None:
+        """What the poller's state file held before a restart (`polled` -1: not polled yet)."""
+        entry = self._entry(account_id, instance, now)
+        entry.webhooks.update(webhooks)
+        entry.polled = max(entry.polled, polled)
+
+    def expire(self, now: float) -> int:
+        """Forget sessions untouched for the dedupe window; returns how many."""
+        cutoff = now - self._window
+        stale = [key for key, entry in self._instances.items() if entry.touched < cutoff]
+        for key in stale:
+            del self._instances[key]
         return len(stale)

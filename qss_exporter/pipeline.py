@@ -1,4 +1,4 @@
-"""Typed records -> metric store: dedupe, enrichment joins, activity, and the recording itself.
+"""Typed records -> metric store: dedupe, enrichment joins, activity, time, and the recording itself.
 
 Every source calls `Pipeline.ingest` with the records it decoded; nothing here knows how a record
 arrived except the `source` name used for self-metrics. Runs synchronously on the event loop.
@@ -11,12 +11,14 @@ from collections.abc import Callable
 
 from qss_exporter.activity import ActivityTracker
 from qss_exporter.catalogue import Catalogue
-from qss_exporter.dedupe import DedupeWindow, ParticipantHistory
+from qss_exporter.dedupe import DedupeWindow, ParticipantHistory, SessionSummaries
 from qss_exporter.detail import DetailTracker
 from qss_exporter.enrichment import ParticipantDirectory
 from qss_exporter.store import CounterSeries, HistogramSeries, RefusedSeries, Sample, Store
 from qss_exporter.tenancy import Tenancy
+from qss_exporter.timekeeping import Content, Timekeeper
 from qss_exporter.zoom.events import PARSE_ERRORS
+from qss_exporter.zoom.measured import UNMEASURED_FIELDS
 from qss_exporter.zoom.records import (
     DedupeKey,
     MeetingEvent,
@@ -29,14 +31,17 @@ from qss_exporter.zoom.records import (
 )
 from qss_exporter.zoom.values import MALFORMED
 
-__all__ = ["Pipeline", "QosListener", "RecordListener"]
+__all__ = ["SESSION_INSTANCES_MAX", "Pipeline", "QosListener", "RecordListener"]
+
+SESSION_INSTANCES_MAX = 100_000  # Video SDK sessions whose summaries are matched across webhook and REST
 
 QosListener = Callable[[QosRecord, str, tuple[str, ...]], None]
 RecordListener = Callable[[Record, str], None]
 
 _Histogram = HistogramSeries | RefusedSeries
+_Counter = CounterSeries | RefusedSeries
 _StreamSeries = tuple[
-    _Histogram, _Histogram, _Histogram, _Histogram, _Histogram, _Histogram, _Histogram, CounterSeries | RefusedSeries
+    _Histogram, _Histogram, _Histogram, _Histogram, _Histogram, _Histogram, _Histogram, _Counter, _Counter
 ]
 
 
@@ -57,16 +62,23 @@ class Pipeline:
         self._directory = directory
         self._dedupe = dedupe
         self._history = history
+        # Video SDK summaries: webhook and REST share no id (zoom/summaries.py); the poller consults it too.
+        self.session_summaries = SessionSummaries(dedupe.window, SESSION_INSTANCES_MAX)
         self.accounts = accounts
         self._clock = clock
         # The closed (field, reason) set exists from the start at 0, so the first error is a visible increase.
         for error in PARSE_ERRORS:
             catalogue.parse_errors.inc(error, 0)
+        for field in UNMEASURED_FIELDS:
+            catalogue.unmeasured.inc((field,), 0)
         # Per media-stream label set, the eight series its values go to (one dict lookup per stream
         # instead of eight): recording became ~2x faster (bench/hotpath.py).
         self._stream_cache: dict[tuple[str, ...], _StreamSeries] = {}
         self._generation = store.generation
         self.participants = ActivityTracker(activity_window)
+        # Time per stream and grade from the spacing of each participant's records (issue 12): the
+        # participant state it holds is pipeline state (to be persisted and shared, issue 13).
+        self.time = Timekeeper(self._credit_time, activity_window)
         self._qos_listeners: list[QosListener] = []
         self._record_listeners: list[RecordListener] = []
         self.calls = ActivityTracker(activity_window)
@@ -149,6 +161,15 @@ class Pipeline:
                 return False
         elif self._dedupe.seen(record.dedupe_key, now):
             return False
+        elif (
+            isinstance(record, SummaryRecord)
+            and record.product == "session"
+            and source != "poll"
+            and not self.session_summaries.webhook(
+                record.account_id, record.instance, record.participant_id, record.match, now
+            )
+        ):
+            return False  # this user was counted from the REST listing already
         m = self._m
         m.events.inc((account, source, record.event))
         if record.event_time is not None:
@@ -169,6 +190,8 @@ class Pipeline:
         elif errors:  # an event refusing thousands of entries is counted in one step per (field, reason)
             for error, count in Counter(errors).items():
                 m.parse_errors.inc(error, count)
+        for field in getattr(record, "unmeasured", ()):
+            m.unmeasured.inc((field,))
         for listener in self._record_listeners:
             listener(record, source)
         return True
@@ -194,6 +217,7 @@ class Pipeline:
                 m.media_frame_rate.handle(labels),
                 m.media_height.handle(labels),
                 m.media_records.handle(labels),
+                m.media_time.handle(labels),
             )
             if not any(isinstance(series, RefusedSeries) for series in group):
                 self._stream_cache[labels] = group
@@ -203,10 +227,11 @@ class Pipeline:
         m = self._m
         product = record.product
         extra = self._directory.lookup(record.account_id, record.instance, record.participant_id)
+        timed: list[tuple[str, ...]] = []
         for stream in record.streams:
-            latency, jitter, loss, max_loss, bitrate, frame_rate, height, records = self._stream_series(
-                (account, product, stream.media, stream.direction, stream.path, *extra)
-            )
+            labels = (account, product, stream.media, stream.direction, stream.path, *extra)
+            latency, jitter, loss, max_loss, bitrate, frame_rate, height, records, _ = self._stream_series(labels)
+            timed.append(labels)
             if stream.latency is not None:
                 latency.observe(stream.latency, now)
             if stream.jitter is not None:
@@ -222,9 +247,12 @@ class Pipeline:
             if stream.height is not None:
                 height.observe(stream.height, now)
             records.add(1.0, now)
+        graded: list[tuple[str, ...]] = []
         for grade in record.grades:
             if grade.quality is not None:
-                m.quality_records.inc((account, product, grade.media, grade.quality, *extra))
+                labels = (account, product, grade.media, grade.quality, *extra)
+                m.quality_records.inc(labels)
+                graded.append(labels)
             if grade.score is not None:
                 m.quality_score.observe((account, product, grade.media, *extra), grade.score)
         cpu = record.cpu
@@ -241,13 +269,29 @@ class Pipeline:
         for note in record.notifications:
             m.network_notifications.inc((account, product, note, *extra))
         at = min(record.event_time, now) if record.event_time is not None else now
-        self.participants.touch(
-            (account, product, record.instance, record.participant_id), at, (account, product, *extra)
-        )
+        key = (account, product, record.instance, record.participant_id)
+        self.participants.touch(key, at, (account, product, *extra))
+        if timed or graded:
+            made = record.record_time if record.record_time is not None else now
+            self.time.record(key, made, now, (tuple(timed), tuple(graded)))
         for listener in self._qos_listeners:
             listener(record, account, extra)
         if self.detail is not None:
             self.detail.on_qos(record, account, at, now)
+
+    def _credit_time(self, seconds: float, content: Content, when: float) -> None:
+        """Timekeeper's sink: `seconds` of each stream and grade a record (or a held first record) had.
+
+        `when` is the arrival the time belongs to (older than now when a lone record is settled at
+        expiry), so that the series age from then.
+        """
+        streams, grades = content
+        for labels in streams:
+            self._stream_series(labels)[8].add(seconds, when)
+        quality_time = self._m.quality_time
+        for labels in grades:
+            series = quality_time.handle(labels)
+            series.add(seconds, when)
 
     def _summary(self, record: SummaryRecord, account: str, source: str, now: float) -> None:
         m = self._m
@@ -273,14 +317,18 @@ class Pipeline:
         for grade in record.grades:
             if grade.quality is not None:
                 m.summary_quality.inc((account, product, grade.media, grade.quality, *extra))
-        self.participants.end((account, product, record.instance, record.participant_id), now)
+        key = (account, product, record.instance, record.participant_id)
+        self.participants.end(key, now)
+        self.time.end(key)
         if self.detail is not None:
             self.detail.on_summary(record, account, now)
 
     def _participant_info(self, record: ParticipantInfo, account: str, now: float) -> None:
         self._directory.update(record, now)
         if record.final:
-            self.participants.end((account, record.product, record.instance, record.participant_id), now)
+            key = (account, record.product, record.instance, record.participant_id)
+            self.participants.end(key, now)
+            self.time.end(key)
         if self.detail is not None:
             self.detail.on_info(record, account, now)
 
@@ -288,9 +336,12 @@ class Pipeline:
         """Ordinary meeting events: a leave or the meeting's end ends activity at once (QSS alone waits for
         the summary or the activity window); started and joined only give detail mode its context."""
         if record.kind == "left":
-            self.participants.end((account, record.product, record.instance, record.participant_id), now)
+            key = (account, record.product, record.instance, record.participant_id)
+            self.participants.end(key, now)
+            self.time.end(key)
         elif record.kind == "ended":
             self.participants.end_prefix((account, record.product, record.instance), now)
+            self.time.end_prefix((account, record.product, record.instance))
         if self.detail is not None:
             self.detail.on_context(record, account, now)
 
@@ -327,10 +378,12 @@ class Pipeline:
     def expire(self) -> None:
         """Periodic housekeeping: stale series, participants, calls and enrichment entries."""
         now = self._clock()
+        self.time.expire(now)  # first: a lone record settled now belongs to its arrival, and ages with it
         self._store.expire()
         self.participants.expire(now)
         self.calls.expire(now)
         self._directory.expire(now)
         self._history.expire(now)
+        self.session_summaries.expire(now)
         if self.detail is not None:
             self.detail.expire(now)

@@ -42,10 +42,17 @@ def sample(name: str) -> Any:
 
 
 def participants(count: int, product: str = "meeting", prefix: str = "p") -> list[dict[str, Any]]:
-    """`count` REST summary items shaped like Zoom's sample, with distinct per-instance ids."""
+    """`count` REST summary items shaped like Zoom's sample, with distinct per-instance ids.
+
+    Video SDK users have no per-instance id in REST (`id` is the Zoom login, "" for guests): they are
+    told apart by `user_key` (`{prefix}{index}`, as tests/sources/test_poller.py's `event` sets it).
+    """
     if product == "session":
         template = sample("qos_summary.videosdk_sessions.json")["users"][0]
-        return [copy.deepcopy(template) | {"id": f"{prefix}{index}", "user_key": ""} for index in range(count)]
+        return [
+            copy.deepcopy(template) | {"id": "", "user_key": f"{prefix}{index}", "name": f"User {index}"}
+            for index in range(count)
+        ]
     name = "qos_summary.webinars.json" if product == "webinar" else "qos_summary.meetings.json"
     template = sample(name)["participants"][0]
     return [copy.deepcopy(template) | {"participant_id": f"{prefix}{index}"} for index in range(count)]

@@ -48,6 +48,7 @@ def test_everything_per_entity_expires_and_the_store_returns_to_baseline() -> No
     agent.pipeline.expire()
     assert expiring_series() == 0  # every QoS series gone; self-metrics (no TTL) stay
     assert len(agent.pipeline.participants) == 0
+    assert len(agent.pipeline.time) == 0  # the record-time state goes with the activity window
     assert agent.pipeline.account_label("Xq3vTn0bR8aL5mWcY2kPzQ") == "acme"
     clock.advance(3600)
     agent.pipeline.expire()

@@ -7,6 +7,10 @@ and past-webinar lists that the agent never saw (after downtime). Each instance'
 the pipeline as source `poll`; a participant session already counted (from a webhook, before or
 after a restart) is not counted again.
 
+Video SDK sessions are matched differently: Zoom's REST listing and its webhooks share no user id, so
+the poller counts what dedupe.SessionSummaries chooses (matching on `user_key` or name), and keeps each
+webhook summary's match beside its id in the state file.
+
 Progress lives in state.py's SQLite file, so a restart resumes the backlog without repeats or gaps.
 The poller runs beside the webhook listener in the agent's task group and never blocks it: it only
 reads from the pipeline's listener (memory) and writes to SQLite from its own thread.
@@ -33,6 +37,7 @@ from qss_exporter.zoom.api import ListedProduct, ZoomApi
 from qss_exporter.zoom.oauth import TokenProvider
 from qss_exporter.zoom.ratelimit import AccountLimits, Backoff, DailyBudget, SlidingWindow, utc_day
 from qss_exporter.zoom.records import PhoneQosRecord, Product, QosRecord, Record, SummaryRecord
+from qss_exporter.zoom.summaries import REST_SESSION_PREFIX
 
 __all__ = ["PollAccount", "Poller", "build_poller"]
 
@@ -51,6 +56,9 @@ PRUNE_INTERVAL = 3600.0
 FINISHED_RETENTION = 7 * 86400.0  # at least; longer with a longer look-back window
 _PRODUCTS: tuple[Product, ...] = ("meeting", "webinar", "session")
 _LISTED: tuple[ListedProduct, ...] = ("meeting", "webinar")  # Video SDK sessions are not listed (own credentials)
+# A Video SDK webhook summary is stored as "<per-session user id>\x1f<match>" (REST users as "rest:<digest>"):
+# the match is what the poll compares REST users with, also after a restart.
+_MATCH_SEPARATOR = "\x1f"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,18 +161,24 @@ class Poller:
             return
         key = (record.account_id, record.product, record.instance)  # a plain tuple: built per record
         if record.__class__ is QosRecord:  # ~95 % of all records: the cheap path
-            summary = ended = False
+            counted = ended = False
         else:
-            summary = isinstance(record, SummaryRecord)
+            counted = isinstance(record, SummaryRecord)
             # `meeting.ended`-style events say the instance is over: poll it at once.
             ended = getattr(record, "kind", None) == "ended"
+        summary = counted
         seen = self._sightings.get(key)
         if seen is not None:
             summary, ended = summary or seen[1], ended or seen[2]
         self._sightings[key] = (self._clock(), summary, ended)
-        if summary:
-            self._counted.append(SummaryKey(record.account_id, record.product, record.instance, record.participant_id))
-        if seen is None or summary or ended:
+        # Only this record's own summary is counted (the instance's flag is not: a participant whose record
+        # came after someone else's summary must still be counted from the poll).
+        if counted and isinstance(record, SummaryRecord):
+            participant = record.participant_id
+            if record.product == "session":
+                participant = f"{participant}{_MATCH_SEPARATOR}{record.match}"
+            self._counted.append(SummaryKey(record.account_id, record.product, record.instance, participant))
+        if seen is None or counted or ended:
             self._dirty.set()
 
     def wake(self) -> None:
@@ -179,8 +193,7 @@ class Poller:
         self._state = await asyncio.to_thread(State.open, settings.state_dir)
         state = self._state
         # Summaries counted before a restart stay counted: a late Zoom retry of one is a duplicate.
-        for key in await state.counted_since(self._clock() - self._dedupe_window):
-            self._pipeline.remember(("qos_summary", *key))
+        self._restore(await state.counted_since(self._clock() - self._dedupe_window))
         for account in self._accounts:
             run = _Run(account, self._api(account, state))
             self._runs[account.name] = run
@@ -197,6 +210,25 @@ class Poller:
                 group.create_task(self._supervise(f"{run.account.name} worker", functools.partial(self._work, run)))
                 if settings.lookback_hours:
                     group.create_task(self._supervise(f"{run.account.name} sweep", functools.partial(self._sweep, run)))
+
+    def _restore(self, counted: Sequence[SummaryKey]) -> None:
+        """Tell the pipeline which summaries were counted before a restart (Video SDK: with their matches)."""
+        sessions: dict[tuple[str, str], tuple[dict[str, str], int]] = {}
+        for key in counted:
+            if key.product != "session":
+                self._pipeline.remember(("qos_summary", *key))
+                continue
+            webhooks, polled = sessions.get((key.account_id, key.instance), ({}, -1))
+            if key.participant_id.startswith(REST_SESSION_PREFIX):
+                polled = max(polled, 0) + 1
+            else:
+                user, _, match = key.participant_id.partition(_MATCH_SEPARATOR)
+                webhooks[user] = match
+                self._pipeline.remember(("qos_summary", key.account_id, key.product, key.instance, user))
+            sessions[key.account_id, key.instance] = (webhooks, polled)
+        now = self._clock()
+        for (account_id, instance), (webhooks, polled) in sessions.items():
+            self._pipeline.session_summaries.restore(account_id, instance, webhooks, polled, now)
 
     async def close(self, *, flush: bool = True) -> None:
         """Write what is still in memory and close the state file and the HTTP client (after `run` was cancelled).
@@ -362,17 +394,27 @@ class Poller:
                 await self._failed(run, pending, product, error, first_attempt)
             return
         self._account_ok(run)
-        # Written before it is counted: a crash in between loses this instance's counts, never doubles them.
         counted = await state.counted_for(key)
+        if product == "session":  # no id in common with the webhooks: matched on user_key or name
+            webhooks = {}
+            for row in counted:
+                if not row.startswith(REST_SESSION_PREFIX):
+                    user, _, match = row.partition(_MATCH_SEPARATOR)
+                    webhooks[user] = match
+            chosen = self._pipeline.session_summaries.choose(
+                key.account_id, key.instance, listing.records, webhooks, self._clock()
+            )
+        else:
+            chosen = [record for record in listing.records if record.participant_id not in counted]
+        # Written before it is counted: a crash in between loses this instance's counts, never doubles them.
         await state.finish(
             key,
             "polled",
             self._clock(),
             [SummaryKey(*key, record.participant_id) for record in listing.records],
         )
-        for index, record in enumerate(listing.records):
-            if record.participant_id not in counted:
-                self._pipeline.ingest(record, "poll")
+        for index, record in enumerate(chosen):
+            self._pipeline.ingest(record, "poll")
             if index % 100 == 99:
                 await asyncio.sleep(0)  # a large webinar must not hold the event loop
         for invalid in listing.invalid:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote
@@ -24,10 +24,10 @@ import httpx
 import orjson
 
 from qss_exporter.errors import BudgetExhausted, ZoomApiError
-from qss_exporter.zoom.events import decode_rest_summary
 from qss_exporter.zoom.oauth import AccessToken, TokenProvider
 from qss_exporter.zoom.ratelimit import AccountLimits, Backoff, Label
 from qss_exporter.zoom.records import InvalidEvent, Product, SummaryRecord
+from qss_exporter.zoom.summaries import decode_rest_summary
 
 __all__ = [
     "LIMIT_TYPES",
@@ -208,16 +208,32 @@ class ZoomApi:
         path = self._prefix(sub_account) + template.replace(parameter, encode_instance(instance))
         found: dict[str, SummaryRecord] = {}
         invalid: list[InvalidEvent] = []
+        repeats: dict[str, int] = {}
 
         def take(items: list[Any]) -> None:
             for item in items:
                 record = decode_rest_summary(product, account_id, instance, item)
                 if isinstance(record, InvalidEvent):
                     invalid.append(record)
-                else:
-                    found[record.participant_id] = record  # a restarted listing repeats items
+                    continue
+                participant = record.participant_id
+                if product == "session" and participant in found:
+                    # Video SDK ids are digests of the item: two identical items are two joins.
+                    repeats[participant] = repeat = repeats.get(participant, 1) + 1
+                    participant = f"{participant}#{repeat}"
+                    record = replace(
+                        record, participant_id=participant, dedupe_key=(*record.dedupe_key[:-1], participant)
+                    )
+                found[participant] = record  # meetings and webinars: a repeated participant_id is one session
 
-        pages, restarts = await self._pages("heavy", endpoint, path, {"page_size": str(PAGE_SIZE)}, key, take, invalid)
+        def restart() -> None:  # a restarted listing reads every item again
+            found.clear()
+            invalid.clear()
+            repeats.clear()
+
+        pages, restarts = await self._pages(
+            "heavy", endpoint, path, {"page_size": str(PAGE_SIZE)}, key, take, invalid, restart
+        )
         return SummaryListing(tuple(found.values()), tuple(invalid), pages, restarts)
 
     async def past_instances(
@@ -259,6 +275,7 @@ class ZoomApi:
         key: str,
         take: Callable[[list[Any]], None],
         invalid: list[InvalidEvent],
+        restart: Callable[[], None] | None = None,
     ) -> tuple[int, int]:
         """Follow `next_page_token` to the end; start over when a token has expired (15 min)."""
         token, issued, pages, restarts = "", 0.0, 0, 0
@@ -291,6 +308,8 @@ class ZoomApi:
                     raise ZoomApiError(0, self._base + path, f"page tokens expired {restarts} times; listing abandoned")
                 token = ""
                 invalid.clear()
+                if restart is not None:
+                    restart()
 
     async def _get(
         self, label: Label, endpoint: str, path: str, params: dict[str, str], expires: float | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Final
 
+from qss_exporter.zoom import measured
 from qss_exporter.zoom import vocabulary as vocab
 from qss_exporter.zoom.records import InvalidEvent, ParseError, PhoneQosRecord, PhoneSample
 from qss_exporter.zoom.values import (
@@ -48,6 +49,7 @@ def decode_phone(
     summary = event.endswith("_summary")
     per_leg = _SUMMARY_SAMPLES_MAX if summary else _SAMPLES_MAX
     errors: list[ParseError] = []
+    unmeasured: list[str] = []
     samples: list[PhoneSample] = []
     seen_legs: set[str] = set()
     for index, leg in enumerate(legs):
@@ -72,6 +74,8 @@ def decode_phone(
             sample = _phone_sample(leg_name, entry, errors)
             if sample is None:
                 continue
+            if 0.0 in (sample.mos, sample.latency, sample.jitter, sample.bitrate):
+                sample = measured.phone(sample, unmeasured)
             if (sample.direction, sample.sample_time) in seen:
                 errors.append(QOS_TOO_MANY)
                 continue
@@ -93,6 +97,7 @@ def decode_phone(
         ended,
         tuple(samples),
         tuple(errors),
+        tuple(unmeasured),
     )
 
 

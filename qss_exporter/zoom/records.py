@@ -2,7 +2,8 @@
 
 Values are already in base units: seconds, bytes per second, ratios 0-1, dBm. A field that Zoom
 left empty, sent unparsable or implausible is None; each refused value (and each refused entry) is
-listed in `parse_errors` as a (field, reason) pair.
+listed in `parse_errors` as a (field, reason) pair. A zero that is no measurement (zoom/measured.py)
+is None too, its field listed in `unmeasured`.
 """
 
 from __future__ import annotations
@@ -106,6 +107,8 @@ class QosRecord:
     notifications: tuple[str, ...]
     parse_errors: tuple[ParseError, ...]
     identity: ParticipantIdentity = NO_IDENTITY
+    unmeasured: tuple[str, ...] = ()  # fields whose zero was not a measurement (zoom/measured.py)
+    record_time: float | None = None  # when Zoom made it: event_ts, else the latest date_time (seconds)
 
 
 class StreamSummary(NamedTuple):
@@ -140,6 +143,10 @@ class SummaryRecord:
     parse_errors: tuple[ParseError, ...]
     identity: ParticipantIdentity = NO_IDENTITY
     meeting_number: str = ""  # `object.id` (meetings and webinars), "" when Zoom left it out
+    unmeasured: tuple[str, ...] = ()
+    # Video SDK: who the summary is about in terms webhook and REST share (a digest of `user_key`, else
+    # of the name; "" when neither is known), since their ids differ (zoom/summaries.py).
+    match: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +201,7 @@ class PhoneQosRecord:
     ended: bool
     samples: tuple[PhoneSample, ...]
     parse_errors: tuple[ParseError, ...]
+    unmeasured: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

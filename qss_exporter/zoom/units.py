@@ -107,7 +107,8 @@ def parse_quantity(raw: object, unit: Unit) -> float | None:
 def parse_resolution_height(raw: object) -> float | None:
     """Height in pixels from Zoom's "width*height" ("1280*720" -> 720.0; "x" also accepted).
 
-    "" and Zoom's idle "0*0" are no value; anything else that is not two integers raises UnitError.
+    "" is no value, Zoom's idle "0*0" a height of 0 (the decoder counts it as not measured); anything
+    else that is not two integers raises UnitError.
     """
     if raw is None:
         return None
@@ -125,7 +126,7 @@ def parse_resolution_height(raw: object) -> float | None:
                 value = float(height)
                 if not math.isfinite(value):
                     raise UnitRangeError(f"{_short(raw)} is out of range")
-                return value if value > 0 else None
+                return value
             break
     raise UnitError(f"{_short(raw)} is not width*height")
 

@@ -8,6 +8,7 @@ Pure, apart from a bounded parse cache.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from qss_exporter.zoom.records import ParseError
@@ -46,6 +47,7 @@ __all__ = [
     "identifier",
     "quantity",
     "resolution_height",
+    "timestamp_seconds",
     "timestamp_text",
 ]
 
@@ -157,7 +159,8 @@ def _parse(raw: object, kind: _Kind) -> float | str | None:
         return OUT_OF_RANGE
     except UnitError:
         return UNPARSABLE
-    if value is None or low <= value <= high:
+    # An exact 0 always passes: whether it is a measurement is the decoder's call (zoom/measured.py).
+    if value is None or low <= value <= high or value == 0.0:
         return value
     return OUT_OF_RANGE
 
@@ -194,7 +197,7 @@ def quantity(details: dict[str, Any], key: str, errors: list[ParseError]) -> flo
 
 
 def resolution_height(details: dict[str, Any], errors: list[ParseError]) -> float | None:
-    """The height of `resolution` ("1280*720" -> 720.0); "0*0" and "" are no value."""
+    """The height of `resolution` ("1280*720" -> 720.0, "0*0" -> 0.0); "" is no value."""
     raw = details.get("resolution")
     if raw is None:
         return None
@@ -277,3 +280,27 @@ def identifier(value: object) -> str | None:
 def timestamp_text(value: object) -> str:
     """A `date_time` as sent (it is part of a record's identity), or "" when it is no plausible time."""
     return value if value.__class__ is str and len(value) <= _STAMP_MAX else ""
+
+
+_SECONDS: dict[str, float | None] = {}
+
+
+def timestamp_seconds(text: str) -> float | None:
+    """A `date_time` ("2025-10-24T14:51:00Z", ISO 8601) as Unix seconds; None when it is not one.
+
+    Without an offset it is read as UTC (Zoom's are). Remembered (a minute's stamps repeat for every
+    participant), in a cache cleared when full.
+    """
+    value = _SECONDS.get(text, _MISSING)
+    if value is _MISSING:
+        try:
+            moment = datetime.fromisoformat(text)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            value = moment.timestamp()
+        except (ValueError, OverflowError):
+            value = None
+        if len(_SECONDS) >= _CACHE_LIMIT:
+            _SECONDS.clear()
+        _SECONDS[text] = value
+    return value  # type: ignore[return-value]  # float | None once _MISSING is ruled out

@@ -150,7 +150,8 @@ def event(name: str, uuid: str, participant: str, account: str = ACCOUNT_ID) -> 
     obj = body["payload"]["object"]
     if name.startswith("session."):
         obj["session_id"] = uuid
-        obj["user"]["id"] = participant
+        # The per-session id is Zoom's own; what REST shares with it is user_key (tests/fake_zoom_api.py).
+        obj["user"] |= {"id": f"session-{participant}", "user_key": participant}
     else:
         obj["uuid"] = uuid
         person = obj["participant"]

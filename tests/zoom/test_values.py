@@ -41,6 +41,7 @@ CASES: list[tuple[str, object, float | str]] = [
     ("quality_score", "5.5", "out_of_range"),
     ("quality_score", "-1", "out_of_range"),
     ("mos", "1", 1.0),
+    ("mos", "0", 0.0),  # passes: the decoder counts it as not measured (zoom/measured.py)
     ("mos", "0.5", "out_of_range"),
     ("mos", "5.01", "out_of_range"),
     ("zoom_avg_cpu_usage", "100%", 1.0),
