@@ -38,25 +38,25 @@ def main() -> int:
     args = parser.parse_args()
     command = [sys.executable, "-m", "qss_exporter", "demo", "--webhook-listen", "127.0.0.1:0"]
     command += ["--metrics-listen", "127.0.0.1:0", "--labels", args.labels, "--log-level", "warning"]
-    output = tempfile.TemporaryFile(mode="w+")  # drained by the OS, not by a reader that could fall behind
-    demo = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True)
-    try:
-        url = ""
-        while not url and demo.poll() is None:
-            time.sleep(0.2)
-            output.seek(0)
-            if found := _METRICS.search(output.read()):
-                url = found.group(1)
-        started = time.monotonic()
-        print("seconds series samples bytes", flush=True)  # noqa: T201 - the measurement's output
-        while (elapsed := time.monotonic() - started) < args.minutes * 60:
-            series, samples, size = _scrape(url)
-            print(f"{elapsed:.0f} {series} {samples} {size}", flush=True)  # noqa: T201 - the measurement's output
-            time.sleep(max(0.0, args.every - (time.monotonic() - started - elapsed)))
-    finally:
-        demo.terminate()
-        demo.wait(timeout=15)
-        output.close()
+    # The demo's output goes to a file, drained by the OS, not by a reader that could fall behind.
+    with tempfile.TemporaryFile(mode="w+") as output:
+        demo = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True)
+        try:
+            url = ""
+            while not url and demo.poll() is None:
+                time.sleep(0.2)
+                output.seek(0)
+                if found := _METRICS.search(output.read()):
+                    url = found.group(1)
+            started = time.monotonic()
+            print("seconds series samples bytes", flush=True)  # noqa: T201 - the measurement's output
+            while (elapsed := time.monotonic() - started) < args.minutes * 60:
+                series, samples, size = _scrape(url)
+                print(f"{elapsed:.0f} {series} {samples} {size}", flush=True)  # noqa: T201 - the measurement's output
+                time.sleep(max(0.0, args.every - (time.monotonic() - started - elapsed)))
+        finally:
+            demo.terminate()
+            demo.wait(timeout=15)
     return 0
 
 

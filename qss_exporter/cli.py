@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from qss_exporter import __version__
-from qss_exporter.app import Agent, exit_within_budget
+from qss_exporter.app import Agent, config_budget, exit_within_budget
 from qss_exporter.config import Config, config_from_mapping
 from qss_exporter.demo.driver import DemoDriver, demo_config
 from qss_exporter.demo.simulator import default_accounts
@@ -73,18 +73,28 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         for problem in error.problems:
             print(f"  - {problem}", file=sys.stderr)  # noqa: T201 - CLI output
         return 1
-    for warning in checked.warnings:
-        print(f"{path}: warning: {warning}", file=sys.stderr)  # noqa: T201 - CLI output
     config = checked.config
+    budget = config_budget(config)
+    for warning in (*checked.warnings, *budget.warnings()):
+        print(f"{path}: warning: {warning}", file=sys.stderr)  # noqa: T201 - CLI output
     accounts = ", ".join(account.name for account in config.accounts)
     print(f"{path}: ok ({len(config.accounts)} account(s): {accounts})")  # noqa: T201 - CLI output
+    print("series budget, the worst case per family for this configuration (docs/metrics.md#series-budget):")  # noqa: T201 - CLI output
+    print("\n".join(budget.table()))  # noqa: T201 - CLI output
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args)
     configure_logging(config.log.level, config.log.format)
-    _serve(Agent(config))
+    path, web_config_file = _config_path(args), _web_config_flag(args)
+
+    def reload_from() -> tuple[Config, tuple[str, ...]]:
+        # SIGHUP and POST /-/reload: the same file and flags, the same validation as start-up.
+        checked = load_checked(path, web_config_file=web_config_file)
+        return checked.config, checked.warnings
+
+    _serve(Agent(config, reload_from=reload_from))
     return 0
 
 

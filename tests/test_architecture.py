@@ -90,6 +90,24 @@ FORBIDDEN = {
         "qss_exporter.cli",
     ],
     "qss_exporter.identity": ["qss_exporter."],
+    # Reload compares configurations and records its outcome; app.py hands it the loader and what to apply.
+    "qss_exporter.reload": [
+        "qss_exporter.zoom",
+        "qss_exporter.sources",
+        "qss_exporter.outputs",
+        "qss_exporter.pipeline",
+        "qss_exporter.catalogue",
+        "qss_exporter.app",
+        "qss_exporter.cli",
+    ],
+    # The series budget reads families and closed value sets; it records nothing and serves nothing.
+    "qss_exporter.budget": [
+        "qss_exporter.sources",
+        "qss_exporter.outputs",
+        "qss_exporter.pipeline",
+        "qss_exporter.app",
+        "qss_exporter.cli",
+    ],
     "qss_exporter.state": [
         "qss_exporter.zoom",
         "qss_exporter.sources",
