@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from qss_exporter import __version__
-from qss_exporter.app import Agent, config_budget, exit_within_budget
+from qss_exporter.app import Agent, exit_within_budget
 from qss_exporter.config import Config, config_from_mapping
+from qss_exporter.core import config_budget
 from qss_exporter.demo.driver import DemoDriver, demo_config
 from qss_exporter.demo.simulator import default_accounts
 from qss_exporter.enrichment import ENRICHMENT_LABELS

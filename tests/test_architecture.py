@@ -100,6 +100,14 @@ FORBIDDEN = {
         "qss_exporter.app",
         "qss_exporter.cli",
     ],
+    # The store and what records into it, for one configuration: no listener, no source, no I/O.
+    "qss_exporter.core": [
+        "qss_exporter.zoom",
+        "qss_exporter.sources",
+        "qss_exporter.server",
+        "qss_exporter.app",
+        "qss_exporter.cli",
+    ],
     # The series budget reads families and closed value sets; it records nothing and serves nothing.
     "qss_exporter.budget": [
         "qss_exporter.sources",

@@ -15,9 +15,9 @@ from typing import Any
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from qss_exporter.app import config_budget
 from qss_exporter.budget import TARGET_SAMPLES
 from qss_exporter.config import config_from_mapping, load_config
+from qss_exporter.core import config_budget
 from qss_exporter.demo.driver import demo_config
 from qss_exporter.demo.simulator import default_accounts
 from qss_exporter.zoom.events import CONTEXT_EVENTS

@@ -95,9 +95,11 @@ def _sighup(agent: AgentProcess, expect: str = r"configuration reloaded: .*") ->
 class Sender:
     """Signed webhooks to the agent, one after another from a thread, each a new participant's record."""
 
-    def __init__(self, agent: AgentProcess) -> None:
+    def __init__(self, agent: AgentProcess, secret: str = STEADY) -> None:
         self._agent = agent
+        self._secret = secret
         self.statuses: Counter[int] = Counter()
+        self.answers: list[int] = []  # in the order they came
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -108,13 +110,14 @@ class Sender:
         sent = 0
         while not self._stop.is_set():
             sent += 1
-            body = _qos(f"steady-{sent}")
+            body = _qos(f"sender-{sent}")
             stamp = str(int(time.time()))
-            headers = {"x-zm-request-timestamp": stamp, "x-zm-signature": sign(STEADY, stamp, body)}
+            headers = {"x-zm-request-timestamp": stamp, "x-zm-signature": sign(self._secret, stamp, body)}
             connection.request("POST", url.path, body, headers)
             response = connection.getresponse()
             response.read()
             self.statuses[response.status] += 1
+            self.answers.append(response.status)
         connection.close()
 
     @contextmanager
@@ -138,9 +141,16 @@ def test_sighup_rotates_the_secret_adds_an_account_and_a_site_and_keeps_the_stat
         retried = _qos("p-retried")
         assert agent.post_signed(retried, OLD).status_code == 200
 
-        # Rotate OLD -> NEW, add the account globex and the site lisbon.
+        # Rotate OLD -> NEW, add the account globex and the site lisbon, while webhooks signed with OLD arrive.
         _rewrite(agent, _config(acme=[STEADY, NEW], globex=True, lisbon=True))
-        line = _sighup(agent)
+        with Sender(agent, OLD).running() as rotated:
+            time.sleep(0.3)
+            line = _sighup(agent)
+            time.sleep(0.3)
+        # Each request was verified under one configuration: accepted until the reload, refused after, no mix.
+        switch = rotated.answers.index(401)
+        assert switch > 0
+        assert rotated.answers == [200] * switch + [401] * (len(rotated.answers) - switch)
         assert line.endswith("changed accounts[0].webhook_secret_token, accounts[1], sites[1]")
         assert agent.post_signed(_qos("p-new"), NEW).status_code == 200
         assert agent.post_signed(_qos("p-old"), OLD).status_code == 401  # the removed token stops at once

@@ -6,9 +6,9 @@ import argparse
 
 import pytest
 
-from qss_exporter.app import enrichment_labels
 from qss_exporter.cli import _demo_labels, build_parser
 from qss_exporter.config import config_from_mapping
+from qss_exporter.core import enrichment_labels
 from qss_exporter.demo.driver import demo_config
 from qss_exporter.demo.simulator import default_accounts
 from qss_exporter.enrichment import ENRICHMENT_LABELS
