@@ -235,14 +235,13 @@ def test_an_invalid_or_restart_only_edit_is_refused_and_the_running_configuratio
 
 
 def test_post_reload_needs_the_listeners_credentials(tmp_path: Path) -> None:
+    """The web configuration given by `--web.config.file`: a reload keeps using it (it is not a changed key)."""
     web = tmp_path / "web.yaml"
     web.write_text(
         yaml.safe_dump({"basic_auth_users": {"prometheus": bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()}})
     )
-    config = _config(acme=[STEADY, OLD])
-    config["listen"]["metrics_web_config_file"] = str(web)
-    with AgentProcess(tmp_path, config) as agent:
-        _rewrite(agent, {**_config(acme=[STEADY, NEW]), "listen": config["listen"]})
+    with AgentProcess(tmp_path, _config(acme=[STEADY, OLD]), args=["--web.config.file", str(web)]) as agent:
+        _rewrite(agent, _config(acme=[STEADY, NEW]))
         url = agent.metrics_url + "/-/reload"
         assert httpx.post(url, timeout=10).status_code == 401
         assert httpx.post(url, auth=("prometheus", "wrong"), timeout=10).status_code == 401
@@ -250,6 +249,7 @@ def test_post_reload_needs_the_listeners_credentials(tmp_path: Path) -> None:
         assert httpx.get(url, auth=("prometheus", "pw"), timeout=10).status_code == 405
         answer = httpx.post(url, auth=("prometheus", "pw"), timeout=10)
         assert answer.status_code == 200, answer.text
+        assert answer.text == "configuration reloaded: changed accounts[0].webhook_secret_token\n"
         assert agent.post_signed(_qos("p-new-2"), NEW).status_code == 200
 
 
