@@ -15,7 +15,7 @@ import orjson
 from bench.common import Spread
 from qss_exporter.app import Agent
 from qss_exporter.config import config_from_mapping
-from qss_exporter.sources.simulator import Simulator, default_accounts
+from qss_exporter.demo.simulator import Simulator, default_accounts
 from qss_exporter.zoom.events import decode
 from qss_exporter.zoom.signature import sign, verify
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from qss_exporter.sources.simulator import Simulator, default_accounts
+from qss_exporter.demo.simulator import Simulator, default_accounts
 from qss_exporter.zoom.signature import sign
 
 __all__ = ["WrkResult", "generate_requests", "open_loop", "run_wrk"]

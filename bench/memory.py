@@ -43,7 +43,7 @@ class _Clock:
 def _generate(participants: int, minutes: int, path: Path) -> None:
     """Simulator output as lines "<simulated time>\t<body>", made in its own process so that the
     simulator's own memory does not count against the agent's."""
-    from qss_exporter.sources.simulator import Simulator, default_accounts
+    from qss_exporter.demo.simulator import Simulator, default_accounts
 
     simulator = Simulator(default_accounts(), size=participants, seed=5, start=time.time())
     with path.open("wb") as out:
@@ -56,7 +56,7 @@ def _generate(participants: int, minutes: int, path: Path) -> None:
 def _case(path: Path, sample_every: int) -> dict[str, Any]:
     from qss_exporter.app import Agent
     from qss_exporter.config import config_from_mapping
-    from qss_exporter.sources.simulator import DEFAULT_SITES, default_accounts
+    from qss_exporter.demo.simulator import DEFAULT_SITES, default_accounts
     from qss_exporter.store import CallbackFamily
     from qss_exporter.zoom.events import decode
 

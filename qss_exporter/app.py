@@ -27,21 +27,19 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from qss_exporter import __version__
-from qss_exporter.catalogue import LISTENER_REJECTIONS, Catalogue
+from qss_exporter.budget import series_budget
+from qss_exporter.catalogue import LISTENER_REJECTIONS
 from qss_exporter.config import AccountConfig, Config, HostPort, changed_summary, redacted_summary
-from qss_exporter.dedupe import DedupeWindow, ParticipantHistory
-from qss_exporter.detail import DetailSettings, DetailTracker
-from qss_exporter.enrichment import ENRICHMENT_LABELS, ParticipantDirectory, SiteMap
+from qss_exporter.core import build_core, enrichment_labels, site_map, tenants
 from qss_exporter.errors import ConfigError
 from qss_exporter.leadership import LeaderFamilies, Leadership, PulledSource
 from qss_exporter.lease import RedisLease
 from qss_exporter.outputs.http import metrics_app
-from qss_exporter.outputs.otlp import OtlpMetrics, OtlpSelfMetrics, build_otlp_metrics
+from qss_exporter.outputs.otlp import OtlpMetrics, build_otlp_metrics
 from qss_exporter.outputs.otlp_logs import QosLogs, build_qos_logs
 from qss_exporter.outputs.otlp_settings import build_resource
-from qss_exporter.pipeline import Pipeline
 from qss_exporter.redis_client import RedisBackend
-from qss_exporter.runtime import RuntimeMetrics
+from qss_exporter.reload import Reloader, ReloadResult
 from qss_exporter.server.guard import Guard, ListenerLimits, protocol_class
 from qss_exporter.server.serving import Listener, raise_open_file_limit
 from qss_exporter.server.tls import ServerTls
@@ -50,11 +48,10 @@ from qss_exporter.server.webconfig import WebConfig, load_web_config
 from qss_exporter.sources.poller import Poller, build_poller
 from qss_exporter.sources.webhook import WebhookAccount, WebhookReceiver, webhook_app
 from qss_exporter.sources.websocket import WebSocketSettings, WebSocketSource
-from qss_exporter.store import Store
-from qss_exporter.tenancy import Tenancy, Tenant
 from qss_exporter.zoom.oauth import TokenProvider
 
-__all__ = ["Agent", "exit_within_budget"]
+# enrichment_labels: re-exported, its home was here before core.py
+__all__ = ["Agent", "enrichment_labels", "exit_within_budget"]
 
 log = logging.getLogger(__name__)
 
@@ -86,100 +83,51 @@ def websocket_source(account: str) -> str:
     return f"websocket:{account}"
 
 
-def enrichment_labels(config: Config) -> list[str]:
-    enabled = config.labels.model_dump()
-    return [name for name in ENRICHMENT_LABELS if enabled.get(name) and (name != "site" or config.sites)]
-
-
-def detail_settings(config: Config) -> DetailSettings:
-    detail = config.detail
-    if detail.hash_key is None:
-        raise ValueError("detail mode needs detail.hash_key")  # DetailConfig rejects this already
-    return DetailSettings(
-        key=detail.hash_key.reveal().encode(),
-        window=config.pipeline.activity_window_seconds,
-        allowlist=detail.allowlist,
-        worst_participants=detail.worst.participants,
-        worst_meetings=detail.worst.meetings,
-        score=detail.worst.score,
-        interval=detail.worst.interval_seconds,
-        max_series=detail.max_series,
-        plain_meeting_number=detail.plain.meeting_number,
-        plain_topic=detail.plain.topic,
-        plain_participant_name=detail.plain.participant_name,
-    )
+def webhook_accounts(config: Config) -> list[WebhookAccount]:
+    return [
+        WebhookAccount(account.name, tuple(secret.reveal() for secret in account.webhook_secret_token))
+        for account in config.accounts
+    ]
 
 
 class Agent:
-    """One running exporter. `extra_tasks` (the demo's simulator) run alongside; `poll=False` leaves the poller off."""
+    """One running exporter. `extra_tasks` (the demo's simulator) run alongside; `poll=False` leaves the poller off.
 
-    def __init__(self, config: Config, clock: Callable[[], float] = time.time, *, poll: bool = True) -> None:
+    `reload_from` re-reads and validates the configuration file (validation.py) for SIGHUP and
+    `POST /-/reload`; without it (the demo, tests) a reload is refused.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        clock: Callable[[], float] = time.time,
+        *,
+        poll: bool = True,
+        reload_from: Callable[[], tuple[Config, Sequence[str]]] | None = None,
+    ) -> None:
         self.config = config
         self.clock = clock
-        self.store = Store(config.limits.max_series, clock)
-        labels = enrichment_labels(config)
-        otlp = config.otlp
-        exponential = otlp.exponential_scale if otlp.enabled and otlp.histograms == "exponential" else None
-        self.catalogue = Catalogue(
-            self.store, labels, config.histograms.buckets, config.limits.series_ttl_seconds, exponential
-        )
-        sites = SiteMap((site.name, [str(cidr) for cidr in site.cidrs]) for site in config.sites)
-        directory = ParticipantDirectory(
-            labels,
-            sites,
-            config.pipeline.enrichment_ttl_seconds,
-            config.pipeline.enrichment_max_entries,
-            extra_data_centers=config.labels.extra_data_centers,
-            value_ttl=config.limits.series_ttl_seconds,
-        )
-        window, max_entries = config.pipeline.dedupe_window_seconds, config.pipeline.dedupe_max_entries
-        dedupe = DedupeWindow(window, max_entries, clock())
-        history = ParticipantHistory(window, max_entries)
-        self.pipeline = Pipeline(
-            self.store,
-            self.catalogue,
-            directory,
-            dedupe,
-            history,
-            config.pipeline.activity_window_seconds,
-            Tenancy(
-                [
-                    Tenant(
-                        account.name,
-                        account.account_id,
-                        account.sub_accounts,
-                        account.undeclared_sub_accounts == "master",
-                    )
-                    for account in config.accounts
-                ]
-            ),
-            clock,
-        )
-        self.detail: DetailTracker | None = None
-        if config.detail.enabled:
-            self.detail = DetailTracker(detail_settings(config))
-            self.detail.register(self.store, clock)
-            self.pipeline.detail = self.detail
-        otlp_self_metrics = OtlpSelfMetrics.register(self.store)
-        leader_families = LeaderFamilies.register(self.store)
-        self.catalogue.add_store_metrics()
-        RuntimeMetrics().register(self.store)  # process_* and python_*: read at scrape / export time only
+        core = build_core(config, clock)
+        self.store, self.catalogue, self.pipeline, self.detail = core.store, core.catalogue, core.pipeline, core.detail
+        self._directory = core.directory
+        otlp_self_metrics, leader_families = core.otlp_self_metrics, core.leader_families
+        self.budget = series_budget(config, self.store.families())
+        self.reloader = Reloader(reload_from or _no_file, config, self._apply, core.reload_families, clock)
+        self._reload_requested = asyncio.Event()
         self.otlp: OtlpMetrics | None = None
         self.otlp_logs: QosLogs | None = None
         if config.otlp.enabled:
             resource = build_resource(config.otlp, os.environ)
             self.otlp = build_otlp_metrics(config.otlp, self.store, otlp_self_metrics, resource, os.environ, clock)
             if config.otlp.logs.enabled:
+                labels = list(self._directory.labels)
                 self.otlp_logs = build_qos_logs(config.otlp, labels, otlp_self_metrics, resource, os.environ, clock)
                 self.pipeline.add_qos_listener(self.otlp_logs.on_qos)
         hook = config.webhook
         self.receiver = WebhookReceiver(
             self.pipeline,
             self.catalogue.webhook_requests,
-            [
-                WebhookAccount(account.name, tuple(secret.reveal() for secret in account.webhook_secret_token))
-                for account in config.accounts
-            ],
+            webhook_accounts(config),
             timestamp_tolerance=hook.timestamp_tolerance_seconds,
             max_body_bytes=hook.max_body_bytes,
             shed_after=hook.shed_after_seconds,
@@ -204,6 +152,53 @@ class Agent:
         self._ready = False
         self._stopping = asyncio.Event()
         self.stop_started: float | None = None  # time.monotonic() of the first stop()
+
+    def _apply(self, config: Config) -> None:
+        """Put a reloaded configuration in place (reload.py checked it changes only live keys).
+
+        Synchronous, so atomic for every request: the event loop runs nothing in between. The state the
+        parts hold (dedupe, enrichment, activity, detail mode, learned sub-accounts, series) stays.
+        """
+        hook = config.webhook
+        self.receiver.reconfigure(
+            webhook_accounts(config),
+            timestamp_tolerance=hook.timestamp_tolerance_seconds,
+            shed_after=hook.shed_after_seconds,
+        )
+        self.pipeline.accounts = self.pipeline.accounts.reconfigured(tenants(config))
+        self._directory.reconfigure(site_map(config), config.labels.extra_data_centers)
+        self.store.max_series = config.limits.max_series
+        if config.log.level != self.config.log.level:
+            logging.getLogger().setLevel(config.log.level.upper())
+        self.config = config
+        budget = series_budget(config, self.store.families())
+        if budget != self.budget:
+            self.budget = budget
+            self._log_budget()
+
+    def _log_budget(self) -> None:
+        budget = self.budget
+        log.info(
+            "%s",
+            budget.summary(),
+            extra={"fields": {"budget": {family.name: family.series for family in budget.families if family.series}}},
+        )
+        for warning in budget.warnings():
+            log.warning("%s", warning)
+
+    async def reload(self) -> ReloadResult:
+        """Re-read the configuration file and apply it, or keep the running one (reload.py)."""
+        return await self.reloader.reload()
+
+    def request_reload(self) -> None:
+        """Ask for a reload (safe from a signal handler); requests that arrive during one make one more."""
+        self._reload_requested.set()
+
+    async def _reload_on_request(self) -> None:
+        while True:
+            await self._reload_requested.wait()
+            self._reload_requested.clear()
+            await self.reloader.reload()
 
     def webhook_limits(self, open_files: int) -> ListenerLimits:
         hook = self.config.webhook
@@ -370,7 +365,7 @@ class Agent:
         webhook_guard = self._guard("webhook", self.webhook_limits(open_files), self.receiver)
         webhook = self._server(webhook_app(self.receiver, config.webhook.path), config.listen.webhook, webhook_guard)
         metrics_guard = self._guard("metrics", METRICS_LIMITS)
-        metrics_asgi: ASGIApp = metrics_app(self.store, lambda: self.ready)
+        metrics_asgi: ASGIApp = metrics_app(self.store, lambda: self.ready, self.reload)
         if self.web_config is not None:
             # Everything on the metrics listener sits behind the authentication, as in exporter-toolkit.
             self.web_auth = WebAuth(metrics_asgi, self.web_config.auth)
@@ -392,10 +387,12 @@ class Agent:
                 "plain": "configuration: " + orjson.dumps(changed_summary(config)).decode(),  # plain: what differs
             },
         )
+        self._log_budget()
         if install_signal_handlers:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
+            loop.add_signal_handler(signal.SIGHUP, self.request_reload)  # as Prometheus, Alertmanager, blackbox
         async with asyncio.TaskGroup() as group:
             for server in (webhook, metrics):
                 group.create_task(server.serve())
@@ -413,7 +410,7 @@ class Agent:
                 )
                 if on_ready is not None:
                     on_ready(self)
-            background = [group.create_task(self._housekeeping())]
+            background = [group.create_task(self._housekeeping()), group.create_task(self._reload_on_request())]
             if self.web_config is not None:
                 background.append(group.create_task(self._watch_web_config(self.web_config)))
             background += [group.create_task(task(self)) for task in extra_tasks]
@@ -484,6 +481,10 @@ class Agent:
         while True:
             await asyncio.sleep(HOUSEKEEPING_SECONDS)
             self.pipeline.expire()
+
+
+def _no_file() -> tuple[Config, Sequence[str]]:
+    raise ConfigError(["no configuration file to reload: this agent runs on a built-in configuration"])
 
 
 def _file_identity(path: os.PathLike[str]) -> tuple[int, int, int] | None:

@@ -13,9 +13,12 @@ from qss_exporter import __version__
 from qss_exporter.store import CallbackFamily, CounterFamily, GaugeFamily, HistogramFamily, Sample, Store
 
 __all__ = [
+    "CPU_MEASURES",
     "DEFAULT_BUCKETS",
+    "LISTENERS",
     "LISTENER_REJECTIONS",
     "POLL_OUTCOMES",
+    "SUMMARY_STATS",
     "TOKEN_OUTCOMES",
     "WEBHOOK_OUTCOMES",
     "WEBSOCKET_CONNECT_FAILURES",
@@ -85,6 +88,9 @@ LISTENER_REJECTIONS = (
 LISTENERS = ("webhook", "metrics")
 
 _STREAM = ("account", "product", "media", "direction", "path")
+# The values of `measure` (zoom_qss_cpu_usage_ratio) and `stat` (the session summaries) pipeline.py records.
+CPU_MEASURES = ("zoom_avg", "zoom_max", "system_max")
+SUMMARY_STATS = ("avg", "max")
 
 # Zoom WebSocket delivery (docs/websocket.md): closed label sets, every value present from start at 0.
 # Why a connection attempt failed before Zoom confirmed it:

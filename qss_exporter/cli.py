@@ -14,13 +14,15 @@ from typing import Any
 from qss_exporter import __version__
 from qss_exporter.app import Agent, exit_within_budget
 from qss_exporter.config import Config, config_from_mapping
+from qss_exporter.core import config_budget
+from qss_exporter.demo.driver import DemoDriver, demo_config
+from qss_exporter.demo.simulator import default_accounts
+from qss_exporter.enrichment import ENRICHMENT_LABELS
 from qss_exporter.errors import ConfigError
 from qss_exporter.identity import lookup
 from qss_exporter.logs import configure_logging
 from qss_exporter.outputs.prometheus import render
-from qss_exporter.sources.demo import DemoDriver, demo_config
 from qss_exporter.sources.replay import replay_files
-from qss_exporter.sources.simulator import default_accounts
 from qss_exporter.validation import load_checked
 
 __all__ = ["main"]
@@ -72,23 +74,33 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         for problem in error.problems:
             print(f"  - {problem}", file=sys.stderr)  # noqa: T201 - CLI output
         return 1
-    for warning in checked.warnings:
-        print(f"{path}: warning: {warning}", file=sys.stderr)  # noqa: T201 - CLI output
     config = checked.config
+    budget = config_budget(config)
+    for warning in (*checked.warnings, *budget.warnings()):
+        print(f"{path}: warning: {warning}", file=sys.stderr)  # noqa: T201 - CLI output
     accounts = ", ".join(account.name for account in config.accounts)
     print(f"{path}: ok ({len(config.accounts)} account(s): {accounts})")  # noqa: T201 - CLI output
+    print("series budget, the worst case per family for this configuration (docs/metrics.md#series-budget):")  # noqa: T201 - CLI output
+    print("\n".join(budget.table()))  # noqa: T201 - CLI output
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args)
     configure_logging(config.log.level, config.log.format)
-    _serve(Agent(config))
+    path, web_config_file = _config_path(args), _web_config_flag(args)
+
+    def reload_from() -> tuple[Config, tuple[str, ...]]:
+        # SIGHUP and POST /-/reload: the same file and flags, the same validation as start-up.
+        checked = load_checked(path, web_config_file=web_config_file)
+        return checked.config, checked.warnings
+
+    _serve(Agent(config, reload_from=reload_from))
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    mapping, tokens = demo_config(default_accounts(), args.webhook_listen, args.metrics_listen, args.speed)
+    mapping, tokens = demo_config(default_accounts(), args.webhook_listen, args.metrics_listen, args.speed, args.labels)
     config = config_from_mapping(mapping, source="<demo>")
     configure_logging(args.log_level, "plain")
     driver = DemoDriver.create(tokens, args.speed, args.participants, args.seed)
@@ -143,6 +155,21 @@ def cmd_lookup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_labels(text: str) -> tuple[str, ...] | None:
+    """`--labels`: None for the defaults, else the enrichment labels to turn on."""
+    if text == "default":
+        return None
+    if text == "all":
+        return ENRICHMENT_LABELS
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in ENRICHMENT_LABELS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"expected default, all or some of {', '.join(ENRICHMENT_LABELS)}; got {text!r}"
+        )
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qss-exporter", description="Zoom QSS webhooks and REST summaries as Prometheus and OpenTelemetry metrics."
@@ -176,6 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration", type=float, default=0.0, metavar="SECONDS", help="stop after this long (0: run until stopped)"
     )
     demo.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
+    demo.add_argument(
+        "--labels",
+        type=_demo_labels,
+        default=None,
+        metavar="LABELS",
+        help="enrichment labels: `default` (network_type and site, as a configuration without `labels:`), `all`, "
+        f"or a comma-separated list of {', '.join(ENRICHMENT_LABELS)}",
+    )
     demo.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     demo.set_defaults(handler=cmd_demo)
 

@@ -104,6 +104,12 @@ class ParticipantDirectory:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def reconfigure(self, sites: SiteMap, extra_data_centers: Collection[str]) -> None:
+        """New sites and data-centre codes (a configuration reload). Participants keep the values their data
+        events gave them; their next data event is read with the new map."""
+        self._sites = sites
+        self._data_centers = DATA_CENTERS | {code.upper() for code in extra_data_centers}
+
     def lookup(self, account_id: str, instance: str, participant_id: str) -> tuple[str, ...]:
         entry = self._entries.get((account_id, instance, participant_id))
         return entry[1] if entry is not None else self.default

@@ -52,6 +52,17 @@ class Tenancy:
         self._open = tuple(tenant.name for tenant in tenants if tenant.undeclared_sub_accounts)
         self._learned: dict[str, str] = {}
 
+    def reconfigured(self, tenants: Sequence[Tenant]) -> Tenancy:
+        """A table for `tenants` (a configuration reload) that keeps the undeclared sub-accounts learned so
+        far whose master still accepts them and which are not now declared or configured themselves."""
+        table = Tenancy(tenants)
+        table._learned = {
+            account_id: owner
+            for account_id, owner in self._learned.items()
+            if owner in table._open and account_id not in table._owners
+        }
+        return table
+
     def label(self, account_id: str) -> str | None:
         """The `account` label of events naming `account_id`; None for an id no account speaks for."""
         return self._labels.get(account_id) or self._learned.get(account_id)

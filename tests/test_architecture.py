@@ -90,6 +90,32 @@ FORBIDDEN = {
         "qss_exporter.cli",
     ],
     "qss_exporter.identity": ["qss_exporter."],
+    # Reload compares configurations and records its outcome; app.py hands it the loader and what to apply.
+    "qss_exporter.reload": [
+        "qss_exporter.zoom",
+        "qss_exporter.sources",
+        "qss_exporter.outputs",
+        "qss_exporter.pipeline",
+        "qss_exporter.catalogue",
+        "qss_exporter.app",
+        "qss_exporter.cli",
+    ],
+    # The store and what records into it, for one configuration: no listener, no source, no I/O.
+    "qss_exporter.core": [
+        "qss_exporter.zoom",
+        "qss_exporter.sources",
+        "qss_exporter.server",
+        "qss_exporter.app",
+        "qss_exporter.cli",
+    ],
+    # The series budget reads families and closed value sets; it records nothing and serves nothing.
+    "qss_exporter.budget": [
+        "qss_exporter.sources",
+        "qss_exporter.outputs",
+        "qss_exporter.pipeline",
+        "qss_exporter.app",
+        "qss_exporter.cli",
+    ],
     "qss_exporter.state": [
         "qss_exporter.zoom",
         "qss_exporter.sources",
@@ -118,6 +144,18 @@ FORBIDDEN = {
         "qss_exporter.pipeline",
         "qss_exporter.config",
         "qss_exporter.app",
+    ],
+    # The demo's simulated organisation is not a source of real data: it speaks Zoom's wire format (signs
+    # webhooks) and POSTs them to the agent's listener like any client; it reaches into nothing else.
+    "qss_exporter.demo": [
+        "qss_exporter.sources",
+        "qss_exporter.pipeline",
+        "qss_exporter.store",
+        "qss_exporter.catalogue",
+        "qss_exporter.outputs",
+        "qss_exporter.config",
+        "qss_exporter.app",
+        "qss_exporter.cli",
     ],
     "qss_exporter.detail": [
         "qss_exporter.sources",
@@ -161,6 +199,17 @@ def test_imports_follow_the_pipeline_direction(path: Path) -> None:
         if imported.startswith(prefix) and not imported.startswith(module)
     )
     assert violations == []
+
+
+def test_only_the_command_line_starts_the_demo() -> None:
+    """The agent's own modules never import the simulated organisation: only `qss-exporter demo` wires it in."""
+    importers = sorted(
+        _module_name(path)
+        for path in MODULES
+        if not _module_name(path).startswith(("qss_exporter.demo", "qss_exporter.cli"))
+        and any(name.startswith("qss_exporter.demo") for name in _imports(path))
+    )
+    assert importers == []
 
 
 def test_every_module_declares_all_and_a_docstring() -> None:

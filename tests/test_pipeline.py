@@ -125,3 +125,14 @@ def test_client_versions_are_bounded_in_number_and_a_quiet_one_frees_its_place()
     directory.expire(now=100)  # the others were last seen at 0: their places are free again
     directory.update(_info("new", version="7.7"), now=100)
     assert directory.lookup("a", "m", "new") == ("7.7",)
+
+
+def test_a_reload_maps_the_next_data_event_with_the_new_sites_and_keeps_what_was_given() -> None:
+    directory = ParticipantDirectory(("site", "data_center"), SiteMap([("leeds", ["10.20.0.0/16"])]), 100, 100)
+    directory.update(_info("before", ("10.30.1.1",), data_center="ZZ"), now=0)
+    assert directory.lookup("a", "m", "before") == ("unknown", "other")
+    directory.reconfigure(SiteMap([("leeds", ["10.20.0.0/16"]), ("lisbon", ["10.30.0.0/16"])]), ("zz",))
+    assert directory.lookup("a", "m", "before") == ("unknown", "other")  # kept until their next data event
+    directory.update(_info("after", ("10.30.1.2",), data_center="ZZ"), now=1)
+    directory.update(_info("before", ("10.30.1.1",), data_center="ZZ"), now=1)
+    assert directory.lookup("a", "m", "after") == directory.lookup("a", "m", "before") == ("lisbon", "ZZ")

@@ -38,3 +38,25 @@ def test_undeclared_sub_accounts_are_an_opt_in_labelled_as_the_master_and_bounde
     assert tenancy.undeclared == UNDECLARED_MAX
     assert tenancy.check(("msp",), "ONE-TOO-MANY") == "unknown_account"
     assert tenancy.check(("msp",), "NEW1") is None  # those already known keep working
+
+
+def test_a_reload_keeps_the_learned_sub_accounts_whose_master_still_accepts_them() -> None:
+    tenancy = Tenancy([ACME, MASTER])
+    for account_id in ("LEARNED1", "LEARNED2", "DECLARED2"):
+        assert tenancy.check(("msp",), account_id) is None
+    # msp now declares DECLARED2 (its own label from now on); a new account joins; acme is unchanged.
+    msp = Tenant("msp", "M" * 22, ("DECLARED", "DECLARED2"), undeclared_sub_accounts=True)
+    reloaded = tenancy.reconfigured([ACME, msp, GLOBEX])
+    assert [reloaded.label(a) for a in ("LEARNED1", "LEARNED2", "DECLARED2", "G" * 22)] == [
+        "msp",
+        "msp",
+        "DECLARED2",
+        "globex",
+    ]
+    assert reloaded.undeclared == 2
+    assert reloaded.check(("acme",), "LEARNED1") == "account_mismatch"  # still msp's
+    # msp no longer accepts undeclared ids: what it learned is forgotten and refused.
+    closed = reloaded.reconfigured([ACME, Tenant("msp", "M" * 22, ("DECLARED",))])
+    assert closed.undeclared == 0
+    assert closed.check(("msp",), "LEARNED1") == "unknown_account"
+    assert tenancy.label("LEARNED1") == "msp"  # the running table is never changed in place

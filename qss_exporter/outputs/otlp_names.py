@@ -101,6 +101,10 @@ OTLP_NAMES: dict[str, tuple[str, str]] = {
     # Leadership of pulled sources
     "zoom_qss_leader": ("zoom.qss.leader", ""),
     "zoom_qss_leader_changes_total": ("zoom.qss.leader.changes", "{change}"),
+    # Configuration reload
+    "zoom_qss_config_last_reload_successful": ("zoom.qss.config.last_reload_successful", ""),
+    "zoom_qss_config_last_reload_success_timestamp_seconds": ("zoom.qss.config.last_reload_success_timestamp", "s"),
+    "zoom_qss_config_reloads_total": ("zoom.qss.config.reloads", "{reload}"),
 }
 
 _SUFFIX_UNITS = (("_bytes_per_second", "By/s"), ("_seconds", "s"))

@@ -1,1 +1,1 @@
-"""Where records come from: the webhook receiver, replay, and the demo simulator."""
+"""Where records come from: the webhook receiver, the WebSocket client, the REST poller and replay."""

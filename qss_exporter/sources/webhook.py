@@ -77,22 +77,31 @@ class WebhookReceiver:
     ) -> None:
         self._pipeline = pipeline
         self._outcomes = {outcome: outcomes.handle((outcome,)) for outcome in _OUTCOMES}
-        # Which configured accounts each secret speaks for (usually one; two entries may share an app).
-        self._speakers: dict[str, tuple[str, ...]] = {}
-        for account in accounts:
-            for secret in account.secrets:
-                self._speakers[secret] = (*self._speakers.get(secret, ()), account.name)
-        self._secrets = list(self._speakers)
-        self._everyone = tuple(account.name for account in accounts)  # insecure_skip_verification
-        self._tolerance = timestamp_tolerance
         self._max_body = max_body_bytes
-        self._shed_after = shed_after
+        self.reconfigure(accounts, timestamp_tolerance=timestamp_tolerance, shed_after=shed_after)
         self._insecure = insecure_skip_verification
         self._clock = clock
         self._source = source
         self._path = path
         self._rejected = RateLimitedLog(log)
         self._refused = RateLimitedLog(log, logging.WARNING)  # signed, but for an account it may not name
+
+    def reconfigure(self, accounts: Sequence[WebhookAccount], *, timestamp_tolerance: float, shed_after: float) -> None:
+        """Take new accounts, secrets and timing (a configuration reload).
+
+        The request path reads these only after its last `await` (the body), so a request is verified and
+        attributed under one configuration, the old or the new, never a mix.
+        """
+        # Which configured accounts each secret speaks for (usually one; two entries may share an app).
+        speakers: dict[str, tuple[str, ...]] = {}
+        for account in accounts:
+            for secret in account.secrets:
+                speakers[secret] = (*speakers.get(secret, ()), account.name)
+        self._speakers = speakers
+        self._secrets = list(speakers)
+        self._everyone = tuple(account.name for account in accounts)  # insecure_skip_verification
+        self._tolerance = timestamp_tolerance
+        self._shed_after = shed_after
 
     def _count(self, outcome: str) -> None:
         self._outcomes[outcome].add(1.0, self._clock())

@@ -11,7 +11,10 @@ from typing import Final
 from qss_exporter.zoom.records import Media, Quality
 
 __all__ = [
+    "CLIENT_OS_VALUES",
     "DATA_CENTERS",
+    "NETWORK_TYPES",
+    "NOTIFICATIONS",
     "PHONE_DIRECTIONS",
     "PHONE_LEGS",
     "QUALITIES",
@@ -72,6 +75,10 @@ _NETWORK_TYPES: Final = {
 }
 
 
+# Every value network_type() can return (its closed label set).
+NETWORK_TYPES: Final = frozenset(_NETWORK_TYPES.values())
+
+
 def network_type(raw: object) -> str | None:
     """`Wired`, `Wifi`, `Cellular`, `3G`, `PPP`, `Others` -> wired, wifi, cellular, ppp, other."""
     if not isinstance(raw, str) or not raw.strip():
@@ -93,6 +100,10 @@ _CLIENT_OS: Final = {
     "h.323/sip": "h323_sip",
     "web": "web",
 }
+
+
+# Every value client_os() can return, `other` included.
+CLIENT_OS_VALUES: Final = frozenset({*_CLIENT_OS.values(), "other"})
 
 
 def client_os(raw: object) -> str | None:
@@ -159,6 +170,10 @@ _NOTIFICATIONS: Final = {
     "network bandwidth low": "network_bandwidth_low",
     "internet connection unstable": "internet_connection_unstable",
 }
+
+
+# Every value notification() can return, `other` included.
+NOTIFICATIONS: Final = frozenset({*_NOTIFICATIONS.values(), "other"})
 
 
 def notification(raw: str) -> str:

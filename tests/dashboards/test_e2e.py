@@ -96,7 +96,10 @@ def _fired_incidents(prometheus: PrometheusProcess) -> set[tuple[str, str, str]]
 
 def test_dashboards_and_rules_against_a_real_prometheus(prometheus_binary: str, tmp_path: Path) -> None:
     started = time.monotonic()
-    demo = ExporterProcess(["demo", "--webhook-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+    # Every label: the dashboards have data-centre, OS and client-version panels, and an alert by data centre.
+    demo = ExporterProcess(
+        ["demo", "--webhook-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--labels", "all"]
+    )
     prometheus: PrometheusProcess | None = None
     try:
         url = demo.wait_for(r"metrics:\s+(http://\S+)/metrics").group(1)

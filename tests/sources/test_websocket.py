@@ -701,7 +701,11 @@ def comparable(samples: Series) -> Series:
     """Everything but the delivery channel's own metrics, with `source` made channel-neutral."""
     out: Series = {}
     for (name, labels), value in samples.items():
-        if re.match(r"zoom_qss_(webhook|websocket|event_lag|series|leader)|process_|python_", name):
+        # The two agents' own: delivery channels, leases, and when each started (process, configuration load).
+        if re.match(
+            r"zoom_qss_(webhook|websocket|event_lag|series|leader|config_last_reload_success_timestamp)|process_|python_",
+            name,
+        ):
             continue
         neutral = frozenset((key, "any" if key == "source" else item) for key, item in labels)
         out[(name, neutral)] = value

@@ -59,3 +59,27 @@ def test_label_vocabularies_are_closed_or_short_codes(raw: str) -> None:
     assert version is None or version == "other" or len(version) <= 5
     code = vocab.data_center(raw)
     assert code is None or code == "other" or (code.isascii() and code.isalnum() and len(code) <= 4)
+
+
+@given(st.one_of(st.text(), st.sampled_from(["Wired", "WIFI", "3G", "Others", "ethernet", " ppp "]), st.none()))
+def test_network_type_returns_a_value_of_its_closed_set(raw: str | None) -> None:
+    assert vocab.network_type(raw) in (*vocab.NETWORK_TYPES, None)
+
+
+@given(st.one_of(st.text(), st.sampled_from(["Windows", "WIN", "Mac", "iOS", "H.323/SIP", "web"]), st.none()))
+def test_client_os_returns_a_value_of_its_closed_set(raw: str | None) -> None:
+    assert vocab.client_os(raw) in (*vocab.CLIENT_OS_VALUES, None)
+
+
+@given(st.one_of(st.text(), st.sampled_from(["Network bandwidth low", " internet connection unstable "])))
+def test_notification_returns_a_value_of_its_closed_set(raw: str) -> None:
+    assert vocab.notification(raw) in vocab.NOTIFICATIONS
+
+
+def test_the_closed_sets_are_what_the_functions_can_return() -> None:
+    assert {"wired", "wifi", "cellular", "ppp", "other"} == vocab.NETWORK_TYPES
+    assert {vocab.client_os(word) for word in ("Windows", "Mac", "iOS", "Android", "Linux", "ChromeOS")} < (
+        vocab.CLIENT_OS_VALUES
+    )
+    assert len(vocab.CLIENT_OS_VALUES) == 10
+    assert {"network_bandwidth_low", "internet_connection_unstable", "other"} == vocab.NOTIFICATIONS

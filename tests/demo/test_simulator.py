@@ -15,8 +15,8 @@ from typing import Any
 import orjson
 import pytest
 
-from qss_exporter.sources.organisation import DC_INCIDENT, PHONE_INCIDENT, WIFI_INCIDENT, mos, quality_label
-from qss_exporter.sources.simulator import (
+from qss_exporter.demo.organisation import DC_INCIDENT, PHONE_INCIDENT, WIFI_INCIDENT, mos, quality_label
+from qss_exporter.demo.simulator import (
     DEFAULT_SITES,
     Emitted,
     Incident,

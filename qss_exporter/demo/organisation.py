@@ -2,7 +2,7 @@
 
 Pure data and arithmetic: no I/O, no clock, no global random state. Every random draw goes through the
 :class:`random.Random` handed in, so a seed fully determines the organisation.
-:mod:`qss_exporter.sources.simulator` turns this model into webhook bodies.
+:mod:`qss_exporter.demo.simulator` turns this model into webhook bodies.
 """
 
 from __future__ import annotations

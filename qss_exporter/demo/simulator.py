@@ -8,7 +8,7 @@ some of the numbers go bad. Same seed and same ``advance`` calls give byte-ident
 comes from one :class:`random.Random`, never from the global generator or the clock.
 
 The organisation itself (sites, people, networks, incidents) lives in
-:mod:`qss_exporter.sources.organisation`.
+:mod:`qss_exporter.demo.organisation`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from functools import lru_cache, partial
 
 import orjson
 
-from qss_exporter.sources.organisation import (
+from qss_exporter.demo.organisation import (
     DEFAULT_SITES,
     Conditions,
     Incident,

@@ -10,12 +10,13 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import httpx
 
-from qss_exporter.sources.simulator import DEFAULT_SITES, SimAccount, Simulator, default_accounts
+from qss_exporter.demo.simulator import DEFAULT_SITES, SimAccount, Simulator, default_accounts
+from qss_exporter.enrichment import ENRICHMENT_LABELS
 from qss_exporter.zoom.signature import sign
 
 __all__ = ["DemoDriver", "demo_config"]
@@ -27,9 +28,18 @@ SEND_CONCURRENCY = 8
 
 
 def demo_config(
-    accounts: Sequence[SimAccount], webhook: str, metrics: str, speed: float
+    accounts: Sequence[SimAccount],
+    webhook: str,
+    metrics: str,
+    speed: float,
+    labels: Collection[str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """The configuration mapping a demo agent runs with, and each account's fresh secret token."""
+    """The configuration mapping a demo agent runs with, and each account's fresh secret token.
+
+    `labels` names the enrichment labels to turn on; None keeps the defaults a configuration gets without a
+    `labels:` section (network type, and site since the demo maps its sites), so that the demo's series
+    level off as a real deployment's would (docs/metrics.md "Series budget").
+    """
     tokens = {account.name: secrets.token_urlsafe(24) for account in accounts}
     mapping: dict[str, Any] = {
         "listen": {"webhook": webhook, "metrics": metrics},
@@ -37,7 +47,6 @@ def demo_config(
             {"name": account.name, "account_id": account.account_id, "webhook_secret_token": tokens[account.name]}
             for account in accounts
         ],
-        "labels": {"network_type": True, "site": True, "data_center": True, "client_os": True, "client_version": True},
         "sites": [{"name": site.name, "cidrs": list(site.cidrs)} for site in DEFAULT_SITES],
         # A simulated minute lasts 60/speed real seconds: keep "active" to three simulated minutes.
         "pipeline": {"activity_window_seconds": max(3 * 60 / speed, 2.0)},
@@ -49,6 +58,8 @@ def demo_config(
             "worst": {"participants": 10, "meetings": 5, "interval_seconds": max(60 / speed, 1.0)},
         },
     }
+    if labels is not None:
+        mapping["labels"] = {name: name in labels for name in ENRICHMENT_LABELS}
     return mapping, tokens
 
 
