@@ -39,6 +39,7 @@ from qss_exporter.reload import RELOAD_OUTCOMES
 from qss_exporter.store import AnyFamily, CallbackFamily, HistogramFamily
 from qss_exporter.zoom.api import LIMIT_TYPES
 from qss_exporter.zoom.events import CONTEXT_EVENTS, KNOWN_EVENTS, PARSE_ERRORS
+from qss_exporter.zoom.measured import UNMEASURED_FIELDS
 from qss_exporter.zoom.records import Media, Product, Quality
 from qss_exporter.zoom.vocabulary import (
     CLIENT_OS_VALUES,
@@ -240,6 +241,7 @@ _FAMILY_LABELS: Mapping[str, Mapping[str | frozenset[str], Domain]] = {
         "reason": _constant(len(LISTENER_REJECTIONS)),
     },
     "zoom_qss_events_total": {"event": _constant(len(KNOWN_EVENTS) + len(CONTEXT_EVENTS))},
+    "zoom_qss_unmeasured_values_total": {"field": _constant(len(UNMEASURED_FIELDS))},
     "zoom_qss_build_info": {"version": _constant(1)},
     "zoom_qss_websocket_connected": {"account": _websocket_accounts},
     "zoom_qss_websocket_connects_total": {"account": _websocket_accounts},

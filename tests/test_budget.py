@@ -153,7 +153,17 @@ def _grades(quality: str) -> list[dict[str, Any]]:
     ]
 
 
-def _qos(product: str, participant: str, quality: str, note: str) -> dict[str, Any]:
+def _minute_ms(minute: int) -> int:
+    """The `minute`th of the last four minutes, in Unix milliseconds (recent, as real records are)."""
+    return (int(time.time()) - (len(_QUALITIES) - minute) * 60) * 1000
+
+
+def _minute(minute: int) -> str:
+    """The same moment as Zoom writes a record's `date_time`."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(_minute_ms(minute) // 1000))
+
+
+def _qos(product: str, participant: str, quality: str, note: str, minute: int) -> dict[str, Any]:
     stream = {"bitrate": "41 kbps", "latency": "38 ms", "jitter": "4 ms", "avg_loss": "0.2%", "max_loss": "1.4%"}
     picture = {"resolution": "1280*720", "frame_rate": "25 fps"}
     entries: list[dict[str, Any]] = [{"type": kind, "details": stream | picture} for kind in STREAM_TYPES]
@@ -165,8 +175,10 @@ def _qos(product: str, participant: str, quality: str, note: str) -> dict[str, A
         {"type": "notification", "details": {"network_notification": note}},
     ]
     for entry in entries:
-        entry["date_time"] = "2025-10-24T14:51:00Z"
-    return _envelope(_PRODUCTS[product][0], product, {_PRODUCTS[product][6]: participant, "qos": entries})
+        entry["date_time"] = _minute(minute)  # a minute apart: time in each grade
+    body = _envelope(_PRODUCTS[product][0], product, {_PRODUCTS[product][6]: participant, "qos": entries})
+    body["event_ts"] = _minute_ms(minute) + next(_SEQUENCE) % 100  # Zoom's record time: a minute apart too
+    return body
 
 
 def _data(product: str, participant: str, network: str | None, address: str, *, final: bool = False) -> dict[str, Any]:
@@ -216,8 +228,8 @@ def saturating_events() -> Iterator[dict[str, Any]]:
     for product, (network, raw), (site, address) in itertools.product(_PRODUCTS, _NETWORKS.items(), _SITES.items()):
         who = f"{product}-{network}-{site}"
         yield _data(product, f"active-{who}", raw, address)  # stays active: the gauges
-        for quality, note in zip(_QUALITIES, itertools.cycle(_NOTES), strict=False):
-            yield _qos(product, f"active-{who}", quality, note)
+        for minute, (quality, note) in enumerate(zip(_QUALITIES, itertools.cycle(_NOTES), strict=False)):
+            yield _qos(product, f"active-{who}", quality, note, minute)
         for quality in _QUALITIES:  # one summary per grade: the session families
             yield _data(product, f"ended-{who}-{quality}", raw, address)
             yield _summary(product, f"ended-{who}-{quality}", quality)
