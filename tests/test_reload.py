@@ -64,11 +64,19 @@ def _now_ms() -> int:
     return int(time.time() * 1000) + next(_SEQUENCE) % 100
 
 
+_RECORDS = itertools.count(-int(time.time()))  # minus the record's Unix second
+
+
 def _qos(participant: str, account_id: str = ACCOUNT_ID) -> bytes:
     body = copy.deepcopy(load_sample("meeting.participant_qos"))
     body["event_ts"] = _now_ms()  # activity is judged by event time
     body["payload"]["account_id"] = account_id
     body["payload"]["object"]["participant"]["user_id"] = participant
+    # Each call is another record (its own second, counting back from the start, so never repeated):
+    # the same content again would be a redelivery, counted once.
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(-next(_RECORDS)))
+    for entry in body["payload"]["object"]["participant"]["qos"]:
+        entry["date_time"] = stamp
     return orjson.dumps(body)
 
 

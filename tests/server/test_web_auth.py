@@ -58,6 +58,11 @@ async def test_guessing_passwords_gets_429_beyond_a_short_queue_and_never_slows_
     auth = running.agent.web_auth
     assert auth is not None
     url = running.metrics_url + "/metrics"
+    quiet = []  # the same webhooks without an attack: what this machine gives now
+    for n in range(20):
+        started = time.perf_counter()
+        assert (await running.post(qos_body(participant=f"before-{n}"))).status_code == 200
+        quiet.append(time.perf_counter() - started)
     async with httpx.AsyncClient(timeout=30) as attacker:
 
         def guess(n: int) -> asyncio.Task[httpx.Response]:
@@ -94,10 +99,12 @@ async def test_guessing_passwords_gets_429_beyond_a_short_queue_and_never_slows_
     assert auth.checks == first.count(401) + answers.count(401)  # each guess checked once at most
     # Were bcrypt on the event loop, every webhook would wait for at least one queued check, and the first
     # one for all of them (measured: 300 ms, then single checks). The median is robust to a scheduling
-    # hiccup or two on a shared machine, and still fails when most webhooks wait for a check.
-    median = statistics.median(latencies)
-    assert median < check_seconds / 2, (
-        f"webhooks waited {median * 1000:.0f} ms (median) behind bcrypt checks of {check_seconds * 1000:.0f} ms"
+    # hiccup or two on a shared machine, and still fails when most webhooks wait for a check. A loaded machine
+    # slows webhooks with or without an attack: the bound is on top of the same webhooks' quiet median.
+    median, before = statistics.median(latencies), statistics.median(quiet)
+    assert median < before + check_seconds * 0.75, (
+        f"webhooks waited {median * 1000:.0f} ms (median; {before * 1000:.0f} ms without the attack) "
+        f"behind bcrypt checks of {check_seconds * 1000:.0f} ms"
     )
 
 
