@@ -72,9 +72,13 @@ def run_wrk(url: str, requests: Path, seconds: float, connections: int = 64) -> 
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    p50 = re.search(r"^\s+50%\s+(\S+)$", out, re.M).group(1)  # type: ignore[union-attr]
-    p99 = re.search(r"^\s+99%\s+(\S+)$", out, re.M).group(1)  # type: ignore[union-attr]
-    return WrkResult(rps, total, int(non_2xx.group(1)) if non_2xx else 0, _milliseconds(p50), _milliseconds(p99))
+    p50 = re.search(r"^\s+50%\s+(\S+)\s*$", out, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)\s*$", out, re.M)
+    if p50 is None or p99 is None:
+        raise RuntimeError(f"wrk printed no latency distribution:\n{out}\n{result.stderr}")
+    return WrkResult(
+        rps, total, int(non_2xx.group(1)) if non_2xx else 0, _milliseconds(p50.group(1)), _milliseconds(p99.group(1))
+    )
 
 
 async def _open_loop(
