@@ -39,6 +39,7 @@ from qss_exporter.zoom.values import (
     ID_MAX,
     INT_ID_LIMIT,
     QOS_TOO_MANY,
+    UNPARSABLE,
     free_text,
     height_of,
     identifier,
@@ -142,6 +143,11 @@ _avg_loss: _Lookup = parse_cache("avg_loss").get
 _max_loss: _Lookup = parse_cache("max_loss").get
 _frame_rate: _Lookup = parse_cache("frame_rate").get
 _height: _Lookup = parse_cache("resolution").get
+_ratio: _Lookup = parse_cache("zoom_avg_cpu_usage").get  # the three CPU fields share one (unit, range)
+_score: _Lookup = parse_cache("quality_score").get
+_dbm: _Lookup = parse_cache("avg_rssi").get
+_QUALITIES = vocab.QUALITIES
+_NO_CPU = CpuUsage(None, None, None)
 
 
 def decode_body(body: bytes) -> Decoded:
@@ -200,22 +206,58 @@ def _session(event_ts: _Value, account_id: str, obj: _SessionObject) -> QosRecor
     )
 
 
-class _Fields:
-    """zoom/values.py Fields over a `_Details` struct, for the shared readers of zoom/entries.py."""
+# zoom/entries.py cpu, grade and rssi over a `_Details` struct, with the parse caches read inline.
 
-    __slots__ = ("details", "errors")
 
-    def __init__(self, details: _Details, errors: list[ParseError]) -> None:
-        self.details = details
-        self.errors = errors
+def _cpu(details: _Details, errors: list[ParseError], unmeasured: list[str]) -> CpuUsage | None:
+    raw = details.zoom_avg_cpu_usage
+    zoom_avg = _ratio(raw)
+    if zoom_avg.__class__ is not float and raw is not None:
+        zoom_avg = value_of(raw, "zoom_avg_cpu_usage", errors)
+    raw = details.zoom_max_cpu_usage
+    zoom_max = _ratio(raw)
+    if zoom_max.__class__ is not float and raw is not None:
+        zoom_max = value_of(raw, "zoom_max_cpu_usage", errors)
+    raw = details.system_max_cpu_usage
+    system_max = _ratio(raw)
+    if system_max.__class__ is not float and raw is not None:
+        system_max = value_of(raw, "system_max_cpu_usage", errors)
+    usage = CpuUsage(zoom_avg, zoom_max, system_max)
+    if 0.0 in usage:
+        usage = measured.cpu(usage, unmeasured)
+    return usage if usage != _NO_CPU else None
 
-    def get(self, key: str) -> float | None:
-        raw = getattr(self.details, key)
-        return value_of(None if raw is UNSET else raw, key, self.errors)
 
-    def text(self, key: str) -> str | None:
-        raw = getattr(self.details, key)
-        return text_of(None if raw is UNSET else raw, key, self.errors)
+def _grade(kind: str, details: _Details, errors: list[ParseError], unmeasured: list[str]) -> QualityGrade | None:
+    media = vocab.media_of_type(kind)
+    if media is None:
+        return None
+    raw = details.quality
+    raw_quality = text_of(raw, "quality", errors) if raw is not UNSET else None
+    quality = _QUALITIES.get(raw_quality.lower()) if raw_quality is not None else None
+    if raw_quality is not None and quality is None:
+        errors.append(("quality", UNPARSABLE))
+    raw = details.quality_score
+    score = _score(raw) if raw is not UNSET else None
+    if score.__class__ is not float and raw is not None and raw is not UNSET:
+        score = value_of(raw, "quality_score", errors)
+    if score == 0.0:
+        score = measured.score(score, unmeasured)
+    if quality is None and score is None:
+        return None
+    return QualityGrade(media, quality, score)
+
+
+def _rssi(details: _Details, errors: list[ParseError], unmeasured: list[str]) -> float | None:
+    unit = text_of(details.rssi_unit, "rssi_unit", errors)
+    if unit is not None and unit.lower() != "dbm":
+        errors.append(("rssi_unit", UNPARSABLE))
+        return None
+    raw = details.avg_rssi
+    value = _dbm(raw) if raw is not None else None
+    if value.__class__ is not float and raw is not None:
+        value = value_of(raw, "avg_rssi", errors)
+    return measured.rssi(value, unmeasured)
 
 
 def _record(
@@ -314,19 +356,18 @@ def _record(
                 )
             if details.quality is UNSET and details.quality_score is UNSET and details.avg_rssi is UNSET:
                 continue
-        fields = _Fields(details, errors)
         if kind == "cpu_usage":
-            cpu = parts.cpu(fields, unmeasured)  # type: ignore[arg-type]  # the Fields interface
+            cpu = _cpu(details, errors, unmeasured)
         elif kind == "notification":
-            note = fields.text("network_notification")
+            note = text_of(details.network_notification, "network_notification", errors)
             if note is not None:
                 notifications.append(vocab.notification(note))
         if details.quality is not UNSET or details.quality_score is not UNSET:
-            grade = parts.grade(kind, fields, unmeasured)  # type: ignore[arg-type]
+            grade = _grade(kind, details, errors, unmeasured)
             if grade is not None:
                 grades.append(grade)
         if details.avg_rssi is not UNSET:
-            rssi = parts.rssi(fields, unmeasured)  # type: ignore[arg-type]
+            rssi = _rssi(details, errors, unmeasured)
     # The content key exactly as events.py `_realtime` makes it (issue 12).
     content = hash((tuple(seen), latest, tuple(streams), tuple(grades), cpu, rssi, tuple(notifications)))
     key = (event, account_id, instance, participant_id, content, 0 if latest else event_ts or 0)
