@@ -279,7 +279,7 @@ def _record(
         or len(entries) > _EVENT_ENTRIES_MAX
     ):
         return None
-    instance, participant_id = sys.intern(instance), sys.intern(participant_id)
+    account_id, instance, participant_id = sys.intern(account_id), sys.intern(instance), sys.intern(participant_id)
     event_ts = raw_ts if raw_ts.__class__ is int and 0 < raw_ts < INT_ID_LIMIT else None
     errors: list[ParseError] = []
     unmeasured: list[str] = []

@@ -252,3 +252,15 @@ def test_real_time_samples_with_any_values_agree(name: str, data: st.DataObject)
     text = _dumps(body)
     if text is not None:
         _agree(text)
+
+
+def test_ids_are_shared_between_events_on_both_paths() -> None:
+    """Per-participant tables key on these: one copy per participant, not one per event (bench/memory.py)."""
+    body = (SAMPLES / "meeting.participant_qos.json").read_bytes()
+    for read in (decode_typed, lambda text: decode(orjson.loads(text))):
+        first, second = read(body), read(bytes(body))
+        assert isinstance(first, QosRecord)
+        assert isinstance(second, QosRecord)
+        assert first.account_id is second.account_id
+        assert first.instance is second.instance
+        assert first.participant_id is second.participant_id
