@@ -5,9 +5,9 @@ Each case runs in a fresh process. Events come from the demo simulator and go th
 decoder and pipeline with a simulated clock, so hours of traffic take a minute or two; webhook
 HTTP handling keeps no per-participant state, so it is left out here.
 
-`python -m bench.memory --trace-soak 2000` runs the soak (with that many participants) under tracemalloc instead (slower, and its RSS
-figures include tracemalloc's own): the allocations that grew between minute 200 and the end, by
-file:line, which is how the soak's drift is found rather than guessed."""
+`python -m bench.memory --trace-soak 2000` runs the soak with that many participants under
+tracemalloc instead (slower; its RSS figures include tracemalloc's own): the allocations that grew
+between minute 200 and the end, by file:line, which is how the soak's drift is found rather than guessed."""
 
 from __future__ import annotations
 
