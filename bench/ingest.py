@@ -117,7 +117,7 @@ def run(smoke: bool = False) -> dict[str, Any]:
             "agent_p99": Spread.of([r.p99_ms for r in agent_runs]).as_dict(),
         },
         "half_load": half,
-        "target": {"ratio": 0.5, "half_load_p99_ms": 20},
+        "target": {"ratio": 0.6, "half_load_p99_ms": 20},
     }
 
 

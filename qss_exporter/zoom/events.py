@@ -115,6 +115,9 @@ def decode(envelope: object) -> Decoded:
     account_id = payload.get("account_id")
     if not isinstance(account_id, str) or not account_id:
         return InvalidEvent(event, "account_id")
+    # Interned like the instance and participant ids: the per-participant tables (dedupe, enrichment) key
+    # on it, and would otherwise each hold the first event's copy of it, ~70 bytes per participant.
+    account_id = sys.intern(account_id)
     obj = payload.get("object")
     if not isinstance(obj, dict):
         return InvalidEvent(event, "object")

@@ -44,11 +44,15 @@ __all__ = [
     "Fields",
     "cached_strings",
     "free_text",
+    "height_of",
     "identifier",
+    "parse_cache",
     "quantity",
     "resolution_height",
+    "text_of",
     "timestamp_seconds",
     "timestamp_text",
+    "value_of",
 ]
 
 # Why a value (or an entry, or a whole event) was refused: the `reason` label of zoom_qss_parse_errors_total.
@@ -172,6 +176,14 @@ def _remember(cache: _Cache, raw: str, value: float | str | None) -> None:
         cache[raw] = value
 
 
+def parse_cache(key: str) -> dict[str, float | str | None]:
+    """The parse cache of a FIELDS key or of "resolution", for lookups inlined on the typed fast path.
+
+    Only read there: a miss, a None or a refusal goes through `value_of` / `height_of`, which fill it.
+    """
+    return _HEIGHTS if key == "resolution" else _BY_FIELD[key][0]
+
+
 def cached_strings() -> set[str]:
     """Every string the parse caches hold now (for tests of their bound)."""
     return {raw for cache in (*_CACHES.values(), _HEIGHTS) for raw in cache}
@@ -179,7 +191,11 @@ def cached_strings() -> set[str]:
 
 def quantity(details: dict[str, Any], key: str, errors: list[ParseError]) -> float | None:
     """details[key] (a FIELDS key) in base units; None when absent, empty or refused (the reason joins errors)."""
-    raw = details.get(key)
+    return value_of(details.get(key), key, errors)
+
+
+def value_of(raw: object, key: str, errors: list[ParseError]) -> float | None:
+    """A raw value of the FIELDS key `key` in base units, as `quantity` reads it (zoom/typed.py shares it)."""
     if raw is None:
         return None
     cache, kind = _BY_FIELD[key]
@@ -198,7 +214,11 @@ def quantity(details: dict[str, Any], key: str, errors: list[ParseError]) -> flo
 
 def resolution_height(details: dict[str, Any], errors: list[ParseError]) -> float | None:
     """The height of `resolution` ("1280*720" -> 720.0, "0*0" -> 0.0); "" is no value."""
-    raw = details.get("resolution")
+    return height_of(details.get("resolution"), errors)
+
+
+def height_of(raw: object, errors: list[ParseError]) -> float | None:
+    """A raw `resolution` value's height, as `resolution_height` reads it."""
     if raw is None:
         return None
     value = _HEIGHTS.get(raw, _MISSING) if raw.__class__ is str else _MISSING
@@ -239,11 +259,16 @@ class Fields:
         if raw.__class__ is dict:
             # Zoom's webinar schema nests a `quality` object inside `quality`: one level is read, never more.
             raw = raw.get(key)
-        if raw.__class__ is str and len(raw) <= _TEXT_MAX:
-            return raw.strip() or None
-        if raw is not None:
-            self.errors.append((key, UNPARSABLE))
-        return None
+        return text_of(raw, key, self.errors)
+
+
+def text_of(raw: object, key: str, errors: list[ParseError]) -> str | None:
+    """A raw word as `Fields.text` reads it (after its one level of nesting): stripped, bounded, or refused."""
+    if raw.__class__ is str and len(raw) <= _TEXT_MAX:
+        return raw.strip() or None
+    if raw is not None:
+        errors.append((key, UNPARSABLE))
+    return None
 
 
 FREE_TEXT_MAX: Final = 128  # characters of a name, email, topic or meeting number kept for detail mode
