@@ -8,7 +8,8 @@ participant who already left does not bring them back.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from qss_exporter.store import Sample
 
@@ -63,6 +64,20 @@ class ActivityTracker:
         prefixes = {key[:width] for key, _ in self._active(now)}
         counts = Counter(prefix[:label_width] for prefix in prefixes)
         return [Sample(labels, float(n)) for labels, n in counts.items()]
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain data for persistence.py: each active entry with its time and labels, and the ended ones."""
+        return {
+            "seen": [(key, at, labels) for key, (at, labels) in self._seen.items()],
+            "ended": list(self._ended.items()),
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Take back a `snapshot()` (tuples may come back as lists); newer activity held already wins."""
+        for key, at in data["ended"]:
+            self._ended.setdefault(tuple(key), float(at))
+        for key, at, labels in data["seen"]:
+            self.touch(tuple(key), float(at), tuple(labels))
 
     def expire(self, now: float) -> int:
         cutoff = now - self.window

@@ -10,8 +10,8 @@ client versions at a time; anything else is `other`.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection, Iterable, Sequence
-from typing import Final
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any, Final
 
 from qss_exporter.zoom.records import ParticipantInfo
 from qss_exporter.zoom.vocabulary import DATA_CENTERS
@@ -40,6 +40,14 @@ class _BoundedValues:
             self._seen[value] = now
             return value
         return OTHER
+
+    def snapshot(self) -> dict[str, float]:
+        return dict(self._seen)
+
+    def restore(self, seen: Mapping[str, float]) -> None:
+        for value, at in seen.items():
+            if value in self._seen or len(self._seen) < self._limit:
+                self._seen[value] = max(float(at), self._seen.get(value, 0.0))
 
     def expire(self, now: float) -> None:
         cutoff = now - self._ttl
@@ -109,6 +117,35 @@ class ParticipantDirectory:
         events gave them; their next data event is read with the new map."""
         self._sites = sites
         self._data_centers = DATA_CENTERS | {code.upper() for code in extra_data_centers}
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain data for persistence.py: the label names, each entry and the client versions admitted."""
+        return {
+            "labels": list(self.labels),
+            "entries": [(*key, updated, values) for key, (updated, values) in self._entries.items()],
+            "versions": self._versions.snapshot(),
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Take back a `snapshot()`; values are matched by label name, so that a label turned on since then
+        is `unknown` and one turned off is dropped. Entries this directory holds already stay as they are."""
+        names = list(data["labels"])
+        picks = [names.index(name) if name in names else -1 for name in self.labels]
+        restored: dict[tuple[str, str, str], tuple[float, tuple[str, ...]]] = {}
+        for account_id, instance, participant_id, updated, values in data["entries"]:
+            mapped = tuple(values[i] if i >= 0 else UNKNOWN for i in picks)
+            restored[(account_id, instance, participant_id)] = (
+                float(updated),
+                self._label_sets.setdefault(mapped, mapped),
+            )
+        for key in self._entries:  # entries learned since the start are newer: they stay, last in order
+            restored.pop(key, None)
+        restored.update(self._entries)
+        while len(restored) > self._max_entries:
+            del restored[next(iter(restored))]
+            self.evicted += 1
+        self._entries = restored
+        self._versions.restore(data["versions"])
 
     def lookup(self, account_id: str, instance: str, participant_id: str) -> tuple[str, ...]:
         entry = self._entries.get((account_id, instance, participant_id))

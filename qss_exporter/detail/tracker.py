@@ -8,7 +8,8 @@ them all), and owns the meetings' context, the selection and the rendered famili
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from qss_exporter.detail.context import MeetingContext
 from qss_exporter.detail.selection import Selection
@@ -153,6 +154,27 @@ class DetailTracker:
             "verdicts": len(selection.verdicts),
             "series": selection.series,
         }
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain data for persistence.py: the meetings' context (number, topic, joined names) and the leave
+        marks. Tracked participants are not saved: their next one-minute record tracks them again."""
+        return {
+            "meetings": [(mkey, m.number, m.topic, dict(m.names), m.seen) for mkey, m in self.context.meetings.items()],
+            "left": list(self._left.items()),
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Take back a `snapshot()`: what this tracker learned since the start stays."""
+        context = self.context
+        for mkey, number, topic, names, seen in data["meetings"]:
+            m = context.meeting((mkey[0], mkey[1], mkey[2]), float(seen))
+            context.note_number(m, number)
+            m.topic = m.topic or topic
+            m.seen = max(m.seen, float(seen))
+            if self.settings.plain_participant_name:
+                m.names = {**names, **m.names}
+        for key, at in data["left"]:
+            self._left.setdefault((key[0], key[1], key[2], key[3]), float(at))
 
     def register(self, store: Store, clock: Callable[[], float]) -> None:
         """The detail families on `store` (callbacks: computed from these tables at each scrape or export)."""
