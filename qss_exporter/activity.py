@@ -66,17 +66,16 @@ class ActivityTracker:
         return [Sample(labels, float(n)) for labels, n in counts.items()]
 
     def snapshot(self) -> dict[str, Any]:
-        """Plain data for persistence.py: each active entry with its time and labels, and the ended ones."""
-        return {
-            "seen": [(key, at, labels) for key, (at, labels) in self._seen.items()],
-            "ended": list(self._ended.items()),
-        }
+        """For persistence.py, in columns (no object per entry is made on the event loop): the active
+        entries' keys and (time, labels), the ended entries' keys and times."""
+        seen, ended = self._seen, self._ended
+        return {"keys": list(seen), "seen": list(seen.values()), "ended": list(ended), "ended_at": list(ended.values())}
 
     def restore(self, data: Mapping[str, Any]) -> None:
         """Take back a `snapshot()` (tuples may come back as lists); newer activity held already wins."""
-        for key, at in data["ended"]:
+        for key, at in zip(data["ended"], data["ended_at"], strict=True):
             self._ended.setdefault(tuple(key), float(at))
-        for key, at, labels in data["seen"]:
+        for key, (at, labels) in zip(data["keys"], data["seen"], strict=True):
             self.touch(tuple(key), float(at), tuple(labels))
 
     def expire(self, now: float) -> int:

@@ -179,13 +179,18 @@ class ParticipantHistory:
         return False
 
     def snapshot(self) -> dict[str, Any]:
-        """Each participant (a tuple of strings) with its packed records, least recently started first."""
-        return {"histories": [(participant, bytes(records)) for participant, records in self._histories.items()]}
+        """Participants and their records, in columns, least recently started first.
+
+        The records are the live bytearrays, not copies: copying ~1.8 kB for each of 50k participants
+        held the event loop ~0.2 s; persistence.py packs them one by one on its thread (each pack holds
+        the GIL, so each is whole, as of when it is packed).
+        """
+        return {"keys": list(self._histories), "records": list(self._histories.values())}
 
     def restore(self, data: Mapping[str, Any]) -> None:
         """Take back a `snapshot()` (participants as lists or tuples); what this history holds already stays."""
         histories = self._histories
-        for participant, packed in data["histories"]:
+        for participant, packed in zip(data["keys"], data["records"], strict=True):
             key = tuple(participant)
             if len(packed) % _RECORD_BYTES or key in histories:
                 continue

@@ -122,7 +122,9 @@ class ParticipantDirectory:
         """Plain data for persistence.py: the label names, each entry and the client versions admitted."""
         return {
             "labels": list(self.labels),
-            "entries": [(*key, updated, values) for key, (updated, values) in self._entries.items()],
+            # In columns, least recently updated first: no object per entry is made on the event loop.
+            "keys": list(self._entries),
+            "entries": list(self._entries.values()),  # (updated, values)
             "versions": self._versions.snapshot(),
         }
 
@@ -132,7 +134,9 @@ class ParticipantDirectory:
         names = list(data["labels"])
         picks = [names.index(name) if name in names else -1 for name in self.labels]
         restored: dict[tuple[str, str, str], tuple[float, tuple[str, ...]]] = {}
-        for account_id, instance, participant_id, updated, values in data["entries"]:
+        for (account_id, instance, participant_id), (updated, values) in zip(
+            data["keys"], data["entries"], strict=True
+        ):
             mapped = tuple(values[i] if i >= 0 else UNKNOWN for i in picks)
             restored[(account_id, instance, participant_id)] = (
                 float(updated),

@@ -165,16 +165,20 @@ class Timekeeper:
 
     def snapshot(self) -> dict[str, Any]:
         """Plain data for persistence.py: each participant's packed times and their held first records."""
+        # The live arrays and lists, packed one by one by persistence.py on its thread (as dedupe.py's).
+        times, held = self._times, self._held
         return {
             "byteorder": sys.byteorder,
-            "times": [(key, state.tobytes()) for key, state in self._times.items()],
-            "held": [(key, list(held)) for key, held in self._held.items()],
+            "keys": list(times),
+            "times": list(times.values()),
+            "held_keys": list(held),
+            "held": list(held.values()),
         }
 
     def restore(self, data: Mapping[str, Any]) -> None:
         """Take back a `snapshot()` (tuples may come back as lists); participants held already stay as they are."""
         swap = data["byteorder"] != sys.byteorder
-        for key, packed in data["times"]:
+        for key, packed in zip(data["keys"], data["times"], strict=True):
             participant = _tuple(key)
             state = array("I")
             state.frombytes(packed)
@@ -182,7 +186,7 @@ class Timekeeper:
                 state.byteswap()
             if len(state) > _TIMES and participant not in self._times:
                 self._times[participant] = state
-        for key, held in data["held"]:
+        for key, held in zip(data["held_keys"], data["held"], strict=True):
             participant = _tuple(key)
             if participant in self._times and participant not in self._held:
                 contents: list[Content] = [
