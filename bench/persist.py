@@ -152,10 +152,16 @@ def _latency(
     try:
         wait_for_port(webhook, timeout=120)
         time.sleep(2)
-        return open_loop(f"http://127.0.0.1:{webhook}/zoom/webhook", requests, rate=rate, seconds=seconds)
-    finally:
-        process.terminate()
+        result = open_loop(f"http://127.0.0.1:{webhook}/zoom/webhook", requests, rate=rate, seconds=seconds)
+        stopping = time.perf_counter()
+        process.terminate()  # SIGTERM: the last save of the whole state, within the 8 s budget
         process.wait(timeout=30)
+        result["stop_seconds"] = time.perf_counter() - stopping
+        return result
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
 
 
 def _case(participants: int, scratch: Path, rounds: int) -> tuple[dict[str, Any], Path]:
@@ -213,6 +219,7 @@ def run(smoke: bool = False) -> dict[str, Any]:
             "p50_ms": statistics.median(r["p50_ms"] for r in results),
             "p99_ms": statistics.median(r["p99_ms"] for r in results),
             "p99_ms_per_round": [r["p99_ms"] for r in results],
+            "stop_seconds_per_round": [r["stop_seconds"] for r in results],
         }
         for name, results in runs.items()
     }

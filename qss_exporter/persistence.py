@@ -336,6 +336,8 @@ class StateFile:
         finally:
             if collecting:
                 gc.enable()
+        if outcome == "none":
+            log.info("state.dir: no saved pipeline state in %s; starting empty", self.directory)
         if body is not None and outcome == "restored":
             log.info(
                 "state.dir: pipeline state of %s restored in %.2f s",
