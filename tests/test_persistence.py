@@ -256,3 +256,32 @@ def test_an_agent_starts_empty_beside_a_corrupt_state_file(tmp_path: Path) -> No
     names = sorted(path.name for path in state.iterdir())
     assert FILE_NAME in names  # written at shutdown
     assert any(name.startswith(f"{FILE_NAME}.corrupt-") for name in names)
+
+
+@pytest.mark.parametrize("plain", [False, True])
+def test_detail_context_survives_and_stays_hashed_on_disk(plain: bool) -> None:
+    now = float(math.floor(time.time()))
+    detail = {"enabled": True, "hash_key": "k" * 32, "worst": {"meetings": 5}}
+    detail["plain"] = {"meeting_number": plain, "topic": plain}
+    mapping = merge(base_config(), {"detail": detail})
+    started = {
+        "event": "meeting.started",
+        "event_ts": int(now * 1000),
+        "payload": {
+            "account_id": "Xq3vTn0bR8aL5mWcY2kPzQ",
+            "object": {"uuid": "kT9w2Qx+Rj6pLm0sVbN4hA==", "id": 81234567890, "topic": "Board review"},
+        },
+    }
+    first = build_core(config_from_mapping(mapping), lambda: now)
+    assert ingest(first, started, now)
+    meeting = next(iter(first.detail.context.meetings.values()))  # type: ignore[union-attr]
+    data = encode({name: part.snapshot() for name, part in first.pipeline.stateful().items()}, now)
+    assert (b"81234567890" in data) is plain
+    assert (b"Board review" in data) is plain
+    second = build_core(config_from_mapping(mapping), lambda: now)
+    for name, part in second.pipeline.stateful().items():
+        part.restore(decode(data)["parts"][name])
+    restored = next(iter(second.detail.context.meetings.values()))  # type: ignore[union-attr]
+    assert restored.label == meeting.label  # the hash of the meeting number, not of the instance
+    assert restored.topic == ("Board review" if plain else "")
+    assert not ingest(second, started, now)  # its redelivery is a duplicate

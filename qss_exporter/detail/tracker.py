@@ -156,19 +156,34 @@ class DetailTracker:
         }
 
     def snapshot(self) -> dict[str, Any]:
-        """Plain data for persistence.py: the meetings' context (number, topic, joined names) and the leave
-        marks. Tracked participants are not saved: their next one-minute record tracks them again."""
+        """Plain data for persistence.py: the meetings' context and the leave marks. Tracked participants
+        are not saved: their next one-minute record tracks them again. The meeting number, topic and
+        names only go to disk where their plain label is opted in; otherwise the hashed label does."""
+        plain = self.settings
         return {
-            "meetings": [(mkey, m.number, m.topic, dict(m.names), m.seen) for mkey, m in self.context.meetings.items()],
+            "meetings": [
+                (
+                    mkey,
+                    m.number if plain.plain_meeting_number else "",
+                    m.topic if plain.plain_topic else "",
+                    dict(m.names),  # held only with detail.plain.participant_name
+                    m.seen,
+                    m.label,
+                )
+                for mkey, m in self.context.meetings.items()
+            ],
             "left": list(self._left.items()),
         }
 
     def restore(self, data: Mapping[str, Any]) -> None:
         """Take back a `snapshot()`: what this tracker learned since the start stays."""
         context = self.context
-        for mkey, number, topic, names, seen in data["meetings"]:
+        for mkey, number, topic, names, seen, label in data["meetings"]:
             m = context.meeting((mkey[0], mkey[1], mkey[2]), float(seen))
-            context.note_number(m, number)
+            if number:
+                context.note_number(m, number)
+            elif not m.number:
+                m.label = label  # the hash of the number, saved without it
             m.topic = m.topic or topic
             m.seen = max(m.seen, float(seen))
             if self.settings.plain_participant_name:
