@@ -10,11 +10,11 @@ client versions at a time; anything else is `other`.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from qss_exporter.zoom.records import ParticipantInfo
-from qss_exporter.zoom.vocabulary import DATA_CENTERS
+from qss_exporter.zoom.vocabulary import CLIENT_OS_VALUES, DATA_CENTERS, NETWORK_TYPES, client_version
 
 __all__ = ["CLIENT_VERSIONS_MAX", "ENRICHMENT_LABELS", "ParticipantDirectory", "SiteMap"]
 
@@ -67,6 +67,10 @@ class SiteMap:
 
     def __bool__(self) -> bool:
         return bool(self._networks)
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(name for _, name in self._networks)
 
     def site_of(self, addresses: Iterable[str]) -> str:
         for text in addresses:
@@ -133,11 +137,15 @@ class ParticipantDirectory:
         is `unknown` and one turned off is dropped. Entries this directory holds already stay as they are."""
         names = list(data["labels"])
         picks = [names.index(name) if name in names else -1 for name in self.labels]
+        # A saved value counts only if a data event could give it now: the file is input like any other.
+        valid = [self._valid(name) for name in self.labels]
         restored: dict[tuple[str, str, str], tuple[float, tuple[str, ...]]] = {}
         for (account_id, instance, participant_id), (updated, values) in zip(
             data["keys"], data["entries"], strict=True
         ):
-            mapped = tuple(values[i] if i >= 0 else UNKNOWN for i in picks)
+            mapped = tuple(
+                values[i] if i >= 0 and check(values[i]) else UNKNOWN for i, check in zip(picks, valid, strict=True)
+            )
             restored[(account_id, instance, participant_id)] = (
                 float(updated),
                 self._label_sets.setdefault(mapped, mapped),
@@ -150,6 +158,18 @@ class ParticipantDirectory:
             self.evicted += 1
         self._entries = restored
         self._versions.restore(data["versions"])
+
+    def _valid(self, label: str) -> Callable[[object], bool]:
+        """Whether a value is one `label` can take with this configuration (restored values are checked)."""
+        if label == "client_version":  # major.minor of at most two digits each (vocabulary.client_version)
+            return lambda value: value in (OTHER, UNKNOWN) or client_version(value) == value
+        values = {
+            "network_type": NETWORK_TYPES,
+            "site": self._sites.names,
+            "data_center": self._data_centers | {OTHER},
+            "client_os": CLIENT_OS_VALUES,
+        }[label] | {UNKNOWN}
+        return values.__contains__
 
     def lookup(self, account_id: str, instance: str, participant_id: str) -> tuple[str, ...]:
         entry = self._entries.get((account_id, instance, participant_id))

@@ -285,3 +285,19 @@ def test_detail_context_survives_and_stays_hashed_on_disk(plain: bool) -> None:
     assert restored.label == meeting.label  # the hash of the meeting number, not of the instance
     assert restored.topic == ("Board review" if plain else "")
     assert not ingest(second, started, now)  # its redelivery is a duplicate
+
+
+def test_a_restored_label_value_a_data_event_could_not_give_is_unknown() -> None:
+    """The file is input: a value outside today's label sets (a forged file, a site since removed) is not taken."""
+    mapping = merge(base_config(), {"labels": {"data_center": True, "client_os": True, "client_version": True}})
+    core = build_core(config_from_mapping(mapping), time.time)
+    directory = core.directory
+    assert directory.labels == ("network_type", "site", "data_center", "client_os", "client_version")
+    good = ("wifi", "leeds", "FR", "windows", "6.2")
+    forged = ('evil"} 1\n', "atlantis", "XX", "amiga", "6.2.5.41632")
+    keys = [("a", "i", "good"), ("a", "i", "forged")]
+    directory.restore(
+        {"labels": list(directory.labels), "keys": keys, "entries": [(1.0, good), (1.0, forged)], "versions": {}}
+    )
+    assert directory.lookup("a", "i", "good") == good
+    assert directory.lookup("a", "i", "forged") == ("unknown",) * 5
