@@ -165,10 +165,10 @@ def _persist(result: dict[str, Any]) -> list[str]:
             )
         )
     during = result["webhook_latency_during_checkpoints"]
-    on, off = during["checkpoint_every_second"], during["checkpoint_hourly"]
+    on, off = during["checkpoint_every_5s"], during["checkpoint_hourly"]
     rows.append(
         _row(
-            f"webhook p99 with {during['participants']:,} participants' state checkpointed every second "
+            f"webhook p99 with {during['participants']:,} participants' state checkpointed every 5 s "
             f"({on['rate']:,.0f} events/s, median of {during['rounds']} rounds), ms",
             _rounds(on),
             f"hourly {_rounds(off)}",

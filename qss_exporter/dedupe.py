@@ -182,8 +182,8 @@ class ParticipantHistory:
         """Participants and their records, in columns, least recently started first.
 
         The records are the live bytearrays, not copies: copying ~1.8 kB for each of 50k participants
-        held the event loop ~0.2 s; persistence.py packs them one by one on its thread (each pack holds
-        the GIL, so each is whole, as of when it is packed).
+        held the event loop ~0.2 s; persistence.py packs them slice by slice between events (each one
+        whole, as of when it is packed).
         """
         return {"keys": list(self._histories), "records": list(self._histories.values())}
 

@@ -9,10 +9,12 @@ context) lives in memory; `StateFile` keeps a copy of it in `<state.dir>/pipelin
 
 and read back once before the listeners start. Each part (`Stateful`) gives a `snapshot()` of plain
 data (taken on the event loop, so it is consistent with the events processed) and takes it back with
-`restore(data)`; the snapshot is serialised (msgpack), checksummed and written on a thread, to a
-temporary file that is fsynced and renamed over the old one (a crash mid-write leaves the previous
-file whole). Interval checkpoints were chosen over a per-event journal by measurement
-(docs/performance.md): at 9,000 events/s, a journal entry per event would cost more than the record.
+`restore(data)`. The snapshot is serialised (msgpack) and checksummed on the event loop in slices
+that hold it ~2 ms at most, between which it serves events: on a thread, the serialiser held the GIL
+and the loop waited for it at every I/O step (webhook p99 of seconds at 50k participants); then a
+thread fsyncs the temporary file and renames it over the old one (a crash mid-write leaves the
+previous file whole). Interval checkpoints were chosen over a per-event journal by measurement
+(docs/performance.md): a journal that survives a crash needs an fsync per event.
 
 The file: MAGIC, then the schema number (4 bytes), the body's length (8) and its CRC-32 (4), then the
 msgpack body `{"written": unix time, "version": agent version, "parts": {name: snapshot}}`. A file
@@ -27,14 +29,14 @@ import asyncio
 import contextlib
 import fcntl
 import gc
-import io
+import itertools
 import logging
 import os
 import struct
 import time
 import zlib
 from array import array
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -54,9 +56,9 @@ __all__ = [
     "StateFamilies",
     "StateFile",
     "Stateful",
+    "body_chunks",
     "decode",
     "encode",
-    "write_body",
 ]
 
 log = logging.getLogger(__name__)
@@ -79,10 +81,11 @@ class Stateful(Protocol):
     """A part of the pipeline that holds state between events.
 
     `snapshot()` runs on the event loop and must be cheap (it delays every webhook): fresh containers
-    (dicts, lists of entries) made with C-level copies such as `list(table.items())`; their leaves may
-    be the part's own immutable tuples and, where copying them on the loop would cost, its live
-    bytearrays, arrays or lists, which the serialiser reads one entry at a time on its thread (each
-    whole, as of when it is read). msgpack turns tuples into lists: `restore` takes either.
+    made with C-level copies, best in columns (`list(table)`, `list(table.values())`: no object per
+    entry, ~2 ms for every part at 10k participants); their leaves may be the part's own immutable
+    tuples and, where copying them at once would cost, its live bytearrays, arrays or lists, which the
+    serialiser reads slice by slice between events (each entry whole, as of when it is packed).
+    msgpack turns tuples into lists: `restore` takes either.
     """
 
     def snapshot(self) -> Mapping[str, Any]: ...
@@ -98,8 +101,9 @@ class StateError(Exception):
         self.reason = reason
 
 
-_SLICE = 256  # entries of a long list packed per call: the event loop gets the GIL between calls
+_SLICE = 256  # entries of a long list packed per call
 _FLUSH_BYTES = 1 << 20
+YIELD_SECONDS = 0.002  # the checkpoint gives the event loop its turn at least this often
 
 
 def _default(value: object) -> object:
@@ -108,56 +112,35 @@ def _default(value: object) -> object:
     raise TypeError(f"cannot save {type(value).__name__}")
 
 
-def write_body(parts: Mapping[str, Any], written: float, out: BinaryIO) -> None:
-    """The whole file for `parts` (snapshots) to `out` (seekable), written at unix time `written`.
+def body_chunks(parts: Mapping[str, Any], written: float) -> Iterator[bytes]:
+    """The msgpack body for `parts` (snapshots), written at unix time `written`, in small pieces.
 
-    Packed entry by entry: one msgpack call over a 50k-participant snapshot holds the GIL (and so the
-    event loop) for the whole ~1 s it takes; slices of _SLICE entries hold it for well under 1 ms.
+    A long list is packed _SLICE entries per msgpack call: one call over a 50k-participant snapshot
+    holds the GIL for the whole ~0.4 s it takes, on whichever thread it runs (measured: on a thread,
+    the event loop then waits for the GIL at every I/O step and webhook p99 went to seconds).
     """
     packer = msgpack.Packer(default=_default, use_bin_type=True)
-    start = out.tell()
-    out.write(MAGIC + _HEADER.pack(SCHEMA, 0, 0))
-    length = crc = 0
-    buffer = bytearray()
 
-    def put(chunk: bytes) -> None:
-        buffer.extend(chunk)
-        if len(buffer) >= _FLUSH_BYTES:
-            flush()
-
-    def flush() -> None:
-        nonlocal length, crc
-        length += len(buffer)
-        crc = zlib.crc32(buffer, crc)
-        out.write(buffer)
-        buffer.clear()
-
-    def pack(value: object) -> None:
+    def pack(value: object) -> Iterator[bytes]:
         if isinstance(value, dict):
-            put(packer.pack_map_header(len(value)))
+            yield packer.pack_map_header(len(value))
             for key, item in value.items():
-                put(packer.pack(key))
-                pack(item)
+                yield packer.pack(key)
+                yield from pack(item)
         elif isinstance(value, list) and len(value) > _SLICE:
-            put(packer.pack_array_header(len(value)))
+            yield packer.pack_array_header(len(value))
             for index in range(0, len(value), _SLICE):
-                put(b"".join([packer.pack(item) for item in value[index : index + _SLICE]]))
+                yield b"".join([packer.pack(item) for item in value[index : index + _SLICE]])
         else:
-            put(packer.pack(value))
+            yield packer.pack(value)
 
-    pack({"written": written, "version": __version__, "parts": dict(parts)})
-    flush()
-    end = out.tell()
-    out.seek(start + len(MAGIC))
-    out.write(_HEADER.pack(SCHEMA, length, crc))
-    out.seek(end)
+    yield from pack({"written": written, "version": __version__, "parts": dict(parts)})
 
 
 def encode(parts: Mapping[str, Any], written: float) -> bytes:
     """The whole file for `parts` as bytes (tests, benchmarks)."""
-    out = io.BytesIO()
-    write_body(parts, written, out)
-    return out.getvalue()
+    body = b"".join(body_chunks(parts, written))
+    return MAGIC + _HEADER.pack(SCHEMA, len(body), zlib.crc32(body)) + body
 
 
 def decode(data: bytes) -> dict[str, Any]:
@@ -248,7 +231,7 @@ class StateFile:
         self._clock = clock
         self._lock = asyncio.Lock()
         self._lock_file: int | None = None
-        self._writing: asyncio.Future[None] | None = None  # the write on its thread, until done
+        self._writing: asyncio.Future[None] | None = None  # the fsync and rename on their thread, until done
         self.usable = False  # the directory is ours and writable (open() succeeded)
 
     # ------------------------------------------------------------------------------------ start
@@ -387,10 +370,12 @@ class StateFile:
             await self.save()
 
     async def save(self) -> bool:
-        """Snapshot the parts on the loop, serialise and write them on a thread; True when written.
+        """Snapshot the parts and serialise them on the event loop, in slices between which it serves
+        events; then fsync and rename on a thread. True when written.
 
-        A write runs to its end even when the caller is cancelled (a thread cannot be stopped), and the
-        next save waits for it first, so that files are renamed in the order their snapshots were taken.
+        The thread's part runs to its end even when the caller is cancelled (a thread cannot be
+        stopped), and the next save waits for it first, so that files are renamed in the order their
+        snapshots were taken.
         """
         async with self._lock:
             if self._writing is not None:
@@ -399,8 +384,10 @@ class StateFile:
             started = time.monotonic()
             written = self._clock()
             snapshot = {name: part.snapshot() for name, part in self._parts().items()}
-            self._writing = asyncio.ensure_future(asyncio.to_thread(self._write, snapshot, written))
+            temporary = self.path.with_name(self.path.name + ".tmp")
             try:
+                file = await self._write(snapshot, written, temporary)
+                self._writing = asyncio.ensure_future(asyncio.to_thread(self._commit, file, temporary))
                 await asyncio.shield(self._writing)
             except (OSError, ValueError, TypeError, OverflowError) as error:
                 self._m.checkpoints.inc(("failed",))
@@ -411,12 +398,38 @@ class StateFile:
             self._m.checkpoint_seconds.set((), time.monotonic() - started)
             return True
 
-    def _write(self, snapshot: Mapping[str, Any], written: float) -> None:
-        temporary = self.path.with_name(self.path.name + ".tmp")
+    async def _write(self, snapshot: Mapping[str, Any], written: float, temporary: Path) -> BinaryIO:
+        """The file, unsynced, at `temporary`; the event loop gets its turn every YIELD_SECONDS."""
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        file = os.fdopen(descriptor, "wb")
         try:
-            with os.fdopen(descriptor, "wb") as file:
-                write_body(snapshot, written, file)
+            file.write(MAGIC + _HEADER.pack(SCHEMA, 0, 0))
+            length = crc = 0
+            buffer = bytearray()
+            turn = time.perf_counter()
+            for chunk in itertools.chain(body_chunks(snapshot, written), [b""]):
+                buffer += chunk
+                if len(buffer) >= _FLUSH_BYTES or not chunk:  # the page cache takes 1 MiB in ~0.2 ms
+                    length += len(buffer)
+                    crc = zlib.crc32(buffer, crc)
+                    file.write(buffer)
+                    buffer.clear()
+                if time.perf_counter() - turn >= YIELD_SECONDS:
+                    await asyncio.sleep(0)
+                    turn = time.perf_counter()
+            file.seek(len(MAGIC))
+            file.write(_HEADER.pack(SCHEMA, length, crc))
+            return file
+        except BaseException:  # cancelled at shutdown, or the disk is full: the previous file stays
+            file.close()
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+
+    def _commit(self, file: BinaryIO, temporary: Path) -> None:
+        """On a thread: sync the file, rename it over the previous one, sync the directory."""
+        try:
+            with file:
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temporary, self.path)

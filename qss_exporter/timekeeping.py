@@ -165,7 +165,7 @@ class Timekeeper:
 
     def snapshot(self) -> dict[str, Any]:
         """Plain data for persistence.py: each participant's packed times and their held first records."""
-        # The live arrays and lists, packed one by one by persistence.py on its thread (as dedupe.py's).
+        # The live arrays and lists, packed slice by slice between events by persistence.py (as dedupe.py's).
         times, held = self._times, self._held
         return {
             "byteorder": sys.byteorder,

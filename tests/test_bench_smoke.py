@@ -31,4 +31,4 @@ def test_every_benchmark_runs_in_smoke_mode() -> None:
     assert outputs["export"]["webhook_latency_during_exports"]["otlp_on"]["failures"] == 0
     assert outputs["memory"]["cases"][0]["samples"]
     assert outputs["persist"]["cases"][0]["entries"]["enrichment"] > 0
-    assert outputs["persist"]["webhook_latency_during_checkpoints"]["checkpoint_every_second"]["failures"] == 0
+    assert outputs["persist"]["webhook_latency_during_checkpoints"]["checkpoint_every_5s"]["failures"] == 0
