@@ -409,10 +409,11 @@ class StateFile:
             turn = time.perf_counter()
             for chunk in itertools.chain(body_chunks(snapshot, written), [b""]):
                 buffer += chunk
-                if len(buffer) >= _FLUSH_BYTES or not chunk:  # the page cache takes 1 MiB in ~0.2 ms
+                if len(buffer) >= _FLUSH_BYTES or not chunk:
                     length += len(buffer)
                     crc = zlib.crc32(buffer, crc)
-                    file.write(buffer)
+                    # On a thread: a write waits when the kernel throttles a disk that is behind.
+                    await asyncio.to_thread(file.write, bytes(buffer))
                     buffer.clear()
                 if time.perf_counter() - turn >= YIELD_SECONDS:
                     await asyncio.sleep(0)
