@@ -12,7 +12,8 @@ records of 10 bytes), or to what `pipeline.dedupe_max_entries` (2M records in al
   slices between events, the fsynced write on a thread), and the file's size; the median of 3;
 * start-up: `qss-exporter run` from exec to its "listening" line with the state file, against the same
   configuration with an empty state directory (the baseline, same run), alternating, 3 rounds;
-* webhook p99 at 1,000 events/s (open loop) with the 50k state restored and a checkpoint every 5 s
+* webhook p99 at 500 events/s (open loop; ~30k participants' real-time traffic, within what a shared
+  2-core machine serves while other work runs) with the 50k state restored and a checkpoint every 5 s
   (one running ~10-20 % of the time, so that well over 1 % of the requests meet one), against the same
   agent checkpointing once an hour; 2 rounds, alternating. The time SIGTERM takes with that state
   (its last save included) is recorded too.
@@ -196,7 +197,7 @@ def _case(participants: int, scratch: Path, rounds: int) -> tuple[dict[str, Any]
 def run(smoke: bool = False) -> dict[str, Any]:
     sizes = [500] if smoke else [10_000, 50_000]
     rounds = 1 if smoke else 3
-    rate, seconds, latency_rounds = (200.0, 3.0, 1) if smoke else (1000.0, 20.0, 2)
+    rate, seconds, latency_rounds = (200.0, 3.0, 1) if smoke else (500.0, 20.0, 2)
     with tempfile.TemporaryDirectory() as directory:
         scratch = Path(directory)
         cases = []
