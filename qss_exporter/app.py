@@ -460,7 +460,7 @@ class Agent:
             return
         left = self.exit_deadline - EXIT_MARGIN_SECONDS - time.monotonic()
         try:
-            await asyncio.wait_for(state_file.save(), min(STATE_SAVE_SECONDS, max(0.1, left)))
+            await asyncio.wait_for(state_file.save(paced=False), min(STATE_SAVE_SECONDS, max(0.1, left)))
         except TimeoutError:
             log.warning(
                 "state.dir: the last checkpoint did not finish within the shutdown budget; the one before stays"
