@@ -150,6 +150,44 @@ def _export(result: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _persist(result: dict[str, Any]) -> list[str]:
+    rows = []
+    for case in result["cases"]:
+        start, participants = case["start_seconds"], case["participants"]
+        big = participants >= 50_000
+        rows.append(
+            _row(
+                f"start-up with {participants:,} participants' saved state ({case['file_bytes'] / 2**20:.0f} MiB), s",
+                _spread(start),
+                f"empty state {_spread(case['start_seconds_empty'])} s",
+                "<= 5 s" if big else "",
+                start["median"] <= 5.0 if big else None,
+            )
+        )
+        rows.append(
+            _row(
+                f"checkpoint of {participants:,} participants: event loop held / whole save, s",
+                f"{case['snapshot_seconds']['median']:.3f} / {_spread(case['save_seconds'])}",
+                "",
+                "",
+                None,
+            )
+        )
+    during = result["webhook_latency_during_checkpoints"]
+    on, off = during["checkpoint_every_5s"], during["checkpoint_hourly"]
+    rows.append(
+        _row(
+            f"webhook p99 with {during['participants']:,} participants' state checkpointed every 5 s "
+            f"({on['rate']:,.0f} events/s, median of {during['rounds']} rounds), ms",
+            _rounds(on),
+            f"hourly {_rounds(off)}",
+            "p99 <= 20 ms",
+            on["p99_ms"] <= 20,
+        )
+    )
+    return rows
+
+
 def _rounds(latency: dict[str, Any]) -> str:
     rounds = latency["p99_ms_per_round"]
     return f"{latency['p99_ms']:.1f} ({min(rounds):.1f} - {max(rounds):.1f})"
@@ -167,6 +205,7 @@ def summary_table() -> str:
         ("scrape", _scrape),
         ("memory", _memory),
         ("export", _export),
+        ("persist", _persist),
     ):
         result = _load(name)
         if result is not None:

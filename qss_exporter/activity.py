@@ -8,7 +8,8 @@ participant who already left does not bring them back.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from qss_exporter.store import Sample
 
@@ -63,6 +64,19 @@ class ActivityTracker:
         prefixes = {key[:width] for key, _ in self._active(now)}
         counts = Counter(prefix[:label_width] for prefix in prefixes)
         return [Sample(labels, float(n)) for labels, n in counts.items()]
+
+    def snapshot(self) -> dict[str, Any]:
+        """For persistence.py, in columns (no object per entry is made on the event loop): the active
+        entries' keys and (time, labels), the ended entries' keys and times."""
+        seen, ended = self._seen, self._ended
+        return {"keys": list(seen), "seen": list(seen.values()), "ended": list(ended), "ended_at": list(ended.values())}
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Take back a `snapshot()` (tuples may come back as lists); newer activity held already wins."""
+        for key, at in zip(data["ended"], data["ended_at"], strict=True):
+            self._ended.setdefault(tuple(key), float(at))
+        for key, (at, labels) in zip(data["keys"], data["seen"], strict=True):
+            self.touch(tuple(key), float(at), tuple(labels))
 
     def expire(self, now: float) -> int:
         cutoff = now - self.window

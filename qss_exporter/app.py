@@ -38,6 +38,7 @@ from qss_exporter.outputs.http import metrics_app
 from qss_exporter.outputs.otlp import OtlpMetrics, build_otlp_metrics
 from qss_exporter.outputs.otlp_logs import QosLogs, build_qos_logs
 from qss_exporter.outputs.otlp_settings import build_resource
+from qss_exporter.persistence import StateFile
 from qss_exporter.redis_client import RedisBackend
 from qss_exporter.reload import Reloader, ReloadResult
 from qss_exporter.server.guard import Guard, ListenerLimits, protocol_class
@@ -59,6 +60,7 @@ SHUTDOWN_BUDGET_SECONDS = 8.0  # SIGTERM to exit, below Docker's 10 s stop timeo
 DRAIN_SECONDS = 2.0  # requests in progress may finish; webhooks take milliseconds
 EXIT_MARGIN_SECONDS = 1.0  # kept back from the OTLP flush for closing clients and exiting
 OTLP_FLUSH_SECONDS = 5.0  # the final OTLP flush at most, when the budget leaves that much
+STATE_SAVE_SECONDS = 3.0  # the last pipeline state save at most (50k participants: ~1 s, docs/performance.md)
 HOUSEKEEPING_SECONDS = 30.0
 WEB_CONFIG_CHECK_SECONDS = 1.0  # how often the web configuration and certificate files are checked
 ZOOM_HTTP_TIMEOUT_SECONDS = 10.0  # every call to Zoom's OAuth endpoint
@@ -110,6 +112,17 @@ class Agent:
         core = build_core(config, clock)
         self.store, self.catalogue, self.pipeline, self.detail = core.store, core.catalogue, core.pipeline, core.detail
         self._directory = core.directory
+        state = config.state
+        self.state_file: StateFile | None = None
+        if state.dir is not None:  # the pipeline's state saved over restarts (persistence.py)
+            self.state_file = StateFile(
+                state.dir,
+                self.pipeline.stateful,
+                self._directory.labels,
+                state.checkpoint_interval_seconds,
+                core.state_families,
+                clock,
+            )
         otlp_self_metrics, leader_families = core.otlp_self_metrics, core.leader_families
         self.budget = series_budget(config, self.store.families())
         self.reloader = Reloader(reload_from or _no_file, config, self._apply, core.reload_families, clock)
@@ -393,6 +406,9 @@ class Agent:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
             loop.add_signal_handler(signal.SIGHUP, self.request_reload)  # as Prometheus, Alertmanager, blackbox
+        state_file = self.state_file
+        if state_file is not None and await asyncio.to_thread(state_file.open):
+            await state_file.restore()  # before the listeners: the first event finds what was known
         async with asyncio.TaskGroup() as group:
             for server in (webhook, metrics):
                 group.create_task(server.serve())
@@ -423,16 +439,33 @@ class Agent:
             background.append(group.create_task(self.leadership.run()))
             if self.redis is not None:
                 background.append(group.create_task(self.redis.reach()))
+            if state_file is not None and state_file.usable:
+                background.append(group.create_task(state_file.run()))
             if self._ready:
                 await self._stopping.wait()
             self._ready = False
             self.stop()
             for task in background:
                 task.cancel()
+        await self._save_state()
         await self._close_outputs()
         if self.web_auth is not None:
             self.web_auth.close()
         log.info("stopped")
+
+    async def _save_state(self) -> None:
+        """The last checkpoint, once the listeners take no more events, within STATE_SAVE_SECONDS of the budget."""
+        state_file = self.state_file
+        if state_file is None or not state_file.usable:
+            return
+        left = self.exit_deadline - EXIT_MARGIN_SECONDS - time.monotonic()
+        try:
+            await asyncio.wait_for(state_file.save(paced=False), min(STATE_SAVE_SECONDS, max(0.1, left)))
+        except TimeoutError:
+            log.warning(
+                "state.dir: the last checkpoint did not finish within the shutdown budget; the one before stays"
+            )
+        state_file.close()
 
     async def _close_outputs(self) -> None:
         """The final OTLP flush and the clients, within what is left of the shutdown budget."""

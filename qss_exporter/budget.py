@@ -35,6 +35,7 @@ from qss_exporter.catalogue import (
 from qss_exporter.config import Config
 from qss_exporter.enrichment import CLIENT_VERSIONS_MAX
 from qss_exporter.leadership import LEADER_CHANGES
+from qss_exporter.persistence import CHECKPOINT_OUTCOMES, RESTORE_OUTCOMES
 from qss_exporter.reload import RELOAD_OUTCOMES
 from qss_exporter.store import AnyFamily, CallbackFamily, HistogramFamily
 from qss_exporter.zoom.api import LIMIT_TYPES
@@ -282,6 +283,8 @@ _FAMILY_LABELS: Mapping[str, Mapping[str | frozenset[str], Domain]] = {
     "zoom_qss_detail_series_refused_total": {"kind": _constant(_DETAIL_KINDS)},
     "zoom_qss_detail_tracked": {"kind": _constant(_DETAIL_KINDS)},
     "zoom_qss_config_reloads_total": {"outcome": _constant(len(RELOAD_OUTCOMES))},
+    "zoom_qss_state_checkpoints_total": {"outcome": _constant(len(CHECKPOINT_OUTCOMES))},
+    "zoom_qss_state_restore": {"outcome": _constant(len(RESTORE_OUTCOMES))},
 }
 
 # Families without labels that exist only with a feature.

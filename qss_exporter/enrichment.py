@@ -10,11 +10,11 @@ client versions at a time; anything else is `other`.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection, Iterable, Sequence
-from typing import Final
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, Final
 
 from qss_exporter.zoom.records import ParticipantInfo
-from qss_exporter.zoom.vocabulary import DATA_CENTERS
+from qss_exporter.zoom.vocabulary import CLIENT_OS_VALUES, DATA_CENTERS, NETWORK_TYPES, client_version
 
 __all__ = ["CLIENT_VERSIONS_MAX", "ENRICHMENT_LABELS", "ParticipantDirectory", "SiteMap"]
 
@@ -41,6 +41,14 @@ class _BoundedValues:
             return value
         return OTHER
 
+    def snapshot(self) -> dict[str, float]:
+        return dict(self._seen)
+
+    def restore(self, seen: Mapping[str, float]) -> None:
+        for value, at in seen.items():
+            if value in self._seen or len(self._seen) < self._limit:
+                self._seen[value] = max(float(at), self._seen.get(value, 0.0))
+
     def expire(self, now: float) -> None:
         cutoff = now - self._ttl
         for value in [value for value, seen in self._seen.items() if seen < cutoff]:
@@ -59,6 +67,10 @@ class SiteMap:
 
     def __bool__(self) -> bool:
         return bool(self._networks)
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(name for _, name in self._networks)
 
     def site_of(self, addresses: Iterable[str]) -> str:
         for text in addresses:
@@ -109,6 +121,55 @@ class ParticipantDirectory:
         events gave them; their next data event is read with the new map."""
         self._sites = sites
         self._data_centers = DATA_CENTERS | {code.upper() for code in extra_data_centers}
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain data for persistence.py: the label names, each entry and the client versions admitted."""
+        return {
+            "labels": list(self.labels),
+            # In columns, least recently updated first: no object per entry is made on the event loop.
+            "keys": list(self._entries),
+            "entries": list(self._entries.values()),  # (updated, values)
+            "versions": self._versions.snapshot(),
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Take back a `snapshot()`; values are matched by label name, so that a label turned on since then
+        is `unknown` and one turned off is dropped. Entries this directory holds already stay as they are."""
+        names = list(data["labels"])
+        picks = [names.index(name) if name in names else -1 for name in self.labels]
+        # A saved value counts only if a data event could give it now: the file is input like any other.
+        valid = [self._valid(name) for name in self.labels]
+        restored: dict[tuple[str, str, str], tuple[float, tuple[str, ...]]] = {}
+        for (account_id, instance, participant_id), (updated, values) in zip(
+            data["keys"], data["entries"], strict=True
+        ):
+            mapped = tuple(
+                values[i] if i >= 0 and check(values[i]) else UNKNOWN for i, check in zip(picks, valid, strict=True)
+            )
+            restored[(account_id, instance, participant_id)] = (
+                float(updated),
+                self._label_sets.setdefault(mapped, mapped),
+            )
+        for key in self._entries:  # entries learned since the start are newer: they stay, last in order
+            restored.pop(key, None)
+        restored.update(self._entries)
+        while len(restored) > self._max_entries:
+            del restored[next(iter(restored))]
+            self.evicted += 1
+        self._entries = restored
+        self._versions.restore(data["versions"])
+
+    def _valid(self, label: str) -> Callable[[object], bool]:
+        """Whether a value is one `label` can take with this configuration (restored values are checked)."""
+        if label == "client_version":  # major.minor of at most two digits each (vocabulary.client_version)
+            return lambda value: value in (OTHER, UNKNOWN) or client_version(value) == value
+        values = {
+            "network_type": NETWORK_TYPES,
+            "site": self._sites.names,
+            "data_center": self._data_centers | {OTHER},
+            "client_os": CLIENT_OS_VALUES,
+        }[label] | {UNKNOWN}
+        return values.__contains__
 
     def lookup(self, account_id: str, instance: str, participant_id: str) -> tuple[str, ...]:
         entry = self._entries.get((account_id, instance, participant_id))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from qss_exporter.activity import ActivityTracker
 from qss_exporter.catalogue import Catalogue
@@ -30,6 +31,9 @@ from qss_exporter.zoom.records import (
     SummaryRecord,
 )
 from qss_exporter.zoom.values import MALFORMED
+
+if TYPE_CHECKING:
+    from qss_exporter.persistence import Stateful
 
 __all__ = ["SESSION_INSTANCES_MAX", "Pipeline", "QosListener", "RecordListener"]
 
@@ -374,6 +378,20 @@ class Pipeline:
         else:
             at = min(record.event_time, now) if record.event_time is not None else now
             self.calls.touch(key, at, (account,))
+
+    def stateful(self) -> dict[str, Stateful]:
+        """The parts holding what the pipeline knows between events, by name (saved by persistence.py)."""
+        parts: dict[str, Stateful] = {
+            "enrichment": self._directory,
+            "dedupe": self._dedupe,
+            "history": self._history,
+            "participants": self.participants,
+            "calls": self.calls,
+            "time": self.time,
+        }
+        if self.detail is not None:
+            parts["detail"] = self.detail
+        return parts
 
     def expire(self) -> None:
         """Periodic housekeeping: stale series, participants, calls and enrichment entries."""

@@ -34,8 +34,10 @@ Everything in it is plain numbers and strings, so that it can be serialised (iss
 from __future__ import annotations
 
 import bisect
+import sys
 from array import array
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any
 
 __all__ = ["SAME_TIME", "Content", "Credit", "Timekeeper"]
 
@@ -161,6 +163,37 @@ class Timekeeper:
             del state[_TIMES]
             state[_FORGOT] = 1
 
+    def snapshot(self) -> dict[str, Any]:
+        """Plain data for persistence.py: each participant's packed times and their held first records."""
+        # The live arrays and lists, packed slice by slice between events by persistence.py (as dedupe.py's).
+        times, held = self._times, self._held
+        return {
+            "byteorder": sys.byteorder,
+            "keys": list(times),
+            "times": list(times.values()),
+            "held_keys": list(held),
+            "held": list(held.values()),
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Take back a `snapshot()` (tuples may come back as lists); participants held already stay as they are."""
+        swap = data["byteorder"] != sys.byteorder
+        for key, packed in zip(data["keys"], data["times"], strict=True):
+            participant = _tuple(key)
+            state = array("I")
+            state.frombytes(packed)
+            if swap:
+                state.byteswap()
+            if len(state) > _TIMES and participant not in self._times:
+                self._times[participant] = state
+        for key, held in zip(data["held_keys"], data["held"], strict=True):
+            participant = _tuple(key)
+            if participant in self._times and participant not in self._held:
+                contents: list[Content] = [
+                    (tuple(tuple(s) for s in streams), tuple(tuple(g) for g in grades)) for streams, grades in held
+                ]
+                self._held[participant] = [self._compact(content) for content in contents]
+
     def end(self, key: Hashable) -> None:
         """The participant left: a lone first time stands for the nominal interval; late records still count."""
         state = self._times.get(key)
@@ -190,6 +223,11 @@ class Timekeeper:
 
 _LAST_SECOND = 2**32 - 1
 _LABELS_MAX = 16_384
+
+
+def _tuple(key: Any) -> Hashable:
+    """A key as it was: persisted tuples come back as lists."""
+    return tuple(key) if isinstance(key, list) else key
 
 
 def _second(moment: float) -> int:

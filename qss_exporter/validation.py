@@ -68,6 +68,15 @@ def validate(config: Config, environ: Mapping[str, str], source: str = "") -> tu
         raise ConfigError(list(dict.fromkeys(problems)), source=source)
     if config.poller.enabled and (warning := _state_dir_warning(config.poller.state_dir)):
         warnings.append(warning)
+    if config.state.dir not in (None, config.poller.state_dir) and "state_dir" in config.poller.model_fields_set:
+        warnings.append(
+            f"poller.state_dir (deprecated: state.dir holds both) differs from state.dir; the poller keeps its "
+            f"progress in {config.poller.state_dir}"
+        )
+    if config.state.dir is not None and (
+        warning := _state_dir_warning(config.state.dir, "state.dir", "the pipeline state would be kept in memory only")
+    ):
+        warnings.append(warning)
     return tuple(dict.fromkeys(warnings))
 
 
@@ -81,7 +90,9 @@ def _bucket_problems(config: Config) -> list[str]:
     return problems
 
 
-def _state_dir_warning(directory: Path) -> str | None:
+def _state_dir_warning(
+    directory: Path, key: str = "poller.state_dir", outcome: str = "the poller would keep its progress in memory only"
+) -> str | None:
     """The poller falls back to memory when it cannot write its state file: say so before it starts.
 
     Nothing is created here; the nearest existing directory must let the agent create the rest.
@@ -98,4 +109,4 @@ def _state_dir_warning(directory: Path) -> str | None:
         reason = f"{state} is not readable and writable"
     else:
         return None
-    return f"poller.state_dir: cannot write {directory} ({reason}); the poller would keep its progress in memory only"
+    return f"{key}: cannot write {directory} ({reason}); {outcome}"

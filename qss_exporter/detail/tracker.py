@@ -8,7 +8,8 @@ them all), and owns the meetings' context, the selection and the rendered famili
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from qss_exporter.detail.context import MeetingContext
 from qss_exporter.detail.selection import Selection
@@ -153,6 +154,42 @@ class DetailTracker:
             "verdicts": len(selection.verdicts),
             "series": selection.series,
         }
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain data for persistence.py: the meetings' context and the leave marks. Tracked participants
+        are not saved: their next one-minute record tracks them again. The meeting number, topic and
+        names only go to disk where their plain label is opted in; otherwise the hashed label does."""
+        plain = self.settings
+        return {
+            "meetings": [
+                (
+                    mkey,
+                    m.number if plain.plain_meeting_number else "",
+                    m.topic if plain.plain_topic else "",
+                    dict(m.names),  # held only with detail.plain.participant_name
+                    m.seen,
+                    m.label,
+                )
+                for mkey, m in self.context.meetings.items()
+            ],
+            "left": list(self._left.items()),
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Take back a `snapshot()`: what this tracker learned since the start stays."""
+        context = self.context
+        for mkey, number, topic, names, seen, label in data["meetings"]:
+            m = context.meeting((mkey[0], mkey[1], mkey[2]), float(seen))
+            if number:
+                context.note_number(m, number)
+            elif not m.number:
+                m.label = label  # the hash of the number, saved without it
+            m.topic = m.topic or topic
+            m.seen = max(m.seen, float(seen))
+            if self.settings.plain_participant_name:
+                m.names = {**names, **m.names}
+        for key, at in data["left"]:
+            self._left.setdefault((key[0], key[1], key[2], key[3]), float(at))
 
     def register(self, store: Store, clock: Callable[[], float]) -> None:
         """The detail families on `store` (callbacks: computed from these tables at each scrape or export)."""

@@ -101,6 +101,11 @@ OTLP_NAMES: dict[str, tuple[str, str]] = {
     # Leadership of pulled sources
     "zoom_qss_leader": ("zoom.qss.leader", ""),
     "zoom_qss_leader_changes_total": ("zoom.qss.leader.changes", "{change}"),
+    # Saved pipeline state
+    "zoom_qss_state_checkpoints_total": ("zoom.qss.state.checkpoints", "{checkpoint}"),
+    "zoom_qss_state_last_checkpoint_timestamp_seconds": ("zoom.qss.state.last_checkpoint_timestamp", "s"),
+    "zoom_qss_state_checkpoint_duration_seconds": ("zoom.qss.state.checkpoint_duration", "s"),
+    "zoom_qss_state_restore": ("zoom.qss.state.restore", ""),
     # Configuration reload
     "zoom_qss_config_last_reload_successful": ("zoom.qss.config.last_reload_successful", ""),
     "zoom_qss_config_last_reload_success_timestamp_seconds": ("zoom.qss.config.last_reload_success_timestamp", "s"),

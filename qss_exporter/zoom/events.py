@@ -276,8 +276,10 @@ def _realtime(
     # values read from the entries (normalised: "41 kbps" and "41kbps" are one value), in Zoom's order,
     # tell such events apart, while a redelivery or the same body over the WebSocket gives the same
     # key. event_ts only counts when no entry has a time: then it is all that tells two minutes of equal
-    # values apart. A hash of a tuple: ~1.5 us, against ~5 us for an order-free one of frozensets.
-    content = hash((tuple(seen), latest, tuple(streams), tuple(grades), cpu, rssi, tuple(notifications)))
+    # values apart. The content itself, not Python's `hash` of it: that is salted per process, and the
+    # dedupe history digests the whole key the same way in every process (dedupe.digest), so that it
+    # survives a restart (issue 13).
+    content = (tuple(seen), latest, tuple(streams), tuple(grades), cpu, rssi, tuple(notifications))
     key = (event, account_id, instance, participant_id, content, 0 if latest else event_ts or 0)
     event_time = event_ts / 1000.0 if event_ts is not None else None
     return QosRecord(

@@ -39,7 +39,7 @@ __all__ = [
 Product = Literal["meeting", "webinar", "session"]
 Media = Literal["audio", "video", "share"]
 Quality = Literal["good", "fair", "poor", "bad"]
-DedupeKey = tuple[str | int, ...]
+DedupeKey = tuple[object, ...]  # str and int, and a QoS record's content (tuples of values): dedupe.digest
 ParseError = tuple[str, str]  # (field, reason): a label set of zoom_qss_parse_errors_total
 
 

@@ -368,8 +368,9 @@ def _record(
                 grades.append(grade)
         if details.avg_rssi is not UNSET:
             rssi = _rssi(details, errors, unmeasured)
-    # The content key exactly as events.py `_realtime` makes it (issue 12).
-    content = hash((tuple(seen), latest, tuple(streams), tuple(grades), cpu, rssi, tuple(notifications)))
+    # The content key exactly as events.py `_realtime` makes it (issue 12): the content itself, digested
+    # stably by dedupe.digest (Python's hash is salted per process; a saved history must match, issue 13).
+    content = (tuple(seen), latest, tuple(streams), tuple(grades), cpu, rssi, tuple(notifications))
     key = (event, account_id, instance, participant_id, content, 0 if latest else event_ts or 0)
     event_time = event_ts / 1000.0 if event_ts is not None else None
     return QosRecord(
