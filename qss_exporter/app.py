@@ -13,6 +13,7 @@ import asyncio
 import logging
 import math
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -45,6 +46,7 @@ from qss_exporter.server.serving import Listener, raise_open_file_limit
 from qss_exporter.server.tls import ServerTls
 from qss_exporter.server.web_auth import WebAuth
 from qss_exporter.server.webconfig import WebConfig, load_web_config
+from qss_exporter.shared_state import SharedState, run_sync
 from qss_exporter.sources.poller import Poller, build_poller
 from qss_exporter.sources.webhook import WebhookAccount, WebhookReceiver, webhook_app
 from qss_exporter.sources.websocket import WebSocketSettings, WebSocketSource
@@ -147,6 +149,21 @@ class Agent:
         self.tls: ServerTls | None = None
         self.web_auth: WebAuth | None = None
         self.redis = RedisBackend(config.state.redis) if config.state.backend == "redis" else None
+        self.identity = f"{socket.gethostname()}:{os.getpid()}"  # this replica, in Redis
+        if self.redis is not None:
+            redis, pipeline = config.state.redis, config.pipeline
+            self.pipeline.shared = SharedState(
+                self.redis.client,
+                core.shared_families,
+                key_prefix=redis.key_prefix,
+                identity=f"{self.identity}:{secrets.token_hex(4)}",  # unique even for agents sharing a process
+                dedupe_window=pipeline.dedupe_window_seconds,
+                enrichment_ttl=pipeline.enrichment_ttl_seconds,
+                activity_window=pipeline.activity_window_seconds,
+                call_timeout=redis.call_timeout_ms / 1000,
+                retry_seconds=redis.sync_seconds,
+                clock=clock,
+            )
         self.leadership = self._leadership(leader_families)
         self._servers: dict[str, Listener] = {}
         self._ready = False
@@ -302,8 +319,7 @@ class Agent:
             return Leadership(sources, families)
         if self.poller is not None:
             self.poller.observing = False  # until this replica holds the poller's lease
-        client, state = self.redis.client, self.config.state
-        identity = f"{socket.gethostname()}:{os.getpid()}"
+        client, state, identity = self.redis.client, self.config.state, self.identity
         return Leadership(
             sources,
             families,
@@ -423,6 +439,10 @@ class Agent:
             background.append(group.create_task(self.leadership.run()))
             if self.redis is not None:
                 background.append(group.create_task(self.redis.reach()))
+            shared, pipeline = self.pipeline.shared, self.pipeline
+            if shared is not None:
+                every = config.state.redis.sync_seconds
+                background.append(group.create_task(run_sync(shared, pipeline.participants, pipeline.calls, every)))
             if self._ready:
                 await self._stopping.wait()
             self._ready = False

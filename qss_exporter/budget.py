@@ -36,6 +36,7 @@ from qss_exporter.config import Config
 from qss_exporter.enrichment import CLIENT_VERSIONS_MAX
 from qss_exporter.leadership import LEADER_CHANGES
 from qss_exporter.reload import RELOAD_OUTCOMES
+from qss_exporter.shared_state import LOCAL_DECISION_REASONS
 from qss_exporter.store import AnyFamily, CallbackFamily, HistogramFamily
 from qss_exporter.zoom.api import LIMIT_TYPES
 from qss_exporter.zoom.events import CONTEXT_EVENTS, KNOWN_EVENTS, PARSE_ERRORS
@@ -280,6 +281,7 @@ _FAMILY_LABELS: Mapping[str, Mapping[str | frozenset[str], Domain]] = {
     "zoom_qss_detail_series_refused_total": {"kind": _constant(_DETAIL_KINDS)},
     "zoom_qss_detail_tracked": {"kind": _constant(_DETAIL_KINDS)},
     "zoom_qss_config_reloads_total": {"outcome": _constant(len(RELOAD_OUTCOMES))},
+    "zoom_qss_state_local_decisions_total": {"reason": _constant(len(LOCAL_DECISION_REASONS))},
 }
 
 # Families without labels that exist only with a feature.

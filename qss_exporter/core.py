@@ -23,6 +23,7 @@ from qss_exporter.outputs.otlp import OtlpSelfMetrics
 from qss_exporter.pipeline import Pipeline
 from qss_exporter.reload import ReloadFamilies
 from qss_exporter.runtime import RuntimeMetrics
+from qss_exporter.shared_state import SharedFamilies
 from qss_exporter.store import Store
 from qss_exporter.tenancy import Tenancy, Tenant
 
@@ -89,6 +90,7 @@ class Core:
     otlp_self_metrics: OtlpSelfMetrics
     leader_families: LeaderFamilies
     reload_families: ReloadFamilies
+    shared_families: SharedFamilies
 
 
 def build_core(config: Config, clock: Callable[[], float] = time.time) -> Core:
@@ -124,9 +126,20 @@ def build_core(config: Config, clock: Callable[[], float] = time.time) -> Core:
     otlp_self_metrics = OtlpSelfMetrics.register(store)
     leader_families = LeaderFamilies.register(store)
     reload_families = ReloadFamilies.register(store, clock())
+    shared_families = SharedFamilies.register(store)
     RuntimeMetrics().register(store)  # process_* and python_*: read at scrape / export time only
     catalogue.add_store_metrics()  # last: zoom_qss_series lists every family under the cap, these too
-    return Core(store, catalogue, directory, pipeline, detail, otlp_self_metrics, leader_families, reload_families)
+    return Core(
+        store,
+        catalogue,
+        directory,
+        pipeline,
+        detail,
+        otlp_self_metrics,
+        leader_families,
+        reload_families,
+        shared_families,
+    )
 
 
 def config_budget(config: Config) -> Budget:

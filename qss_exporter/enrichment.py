@@ -114,9 +114,8 @@ class ParticipantDirectory:
         entry = self._entries.get((account_id, instance, participant_id))
         return entry[1] if entry is not None else self.default
 
-    def update(self, info: ParticipantInfo, now: float) -> tuple[str, ...]:
-        key = (info.account_id, info.instance, info.participant_id)
-        previous = self._entries.pop(key, None)
+    def known(self, info: ParticipantInfo, now: float) -> tuple[str | None, ...]:
+        """The label values `info` gives (`labels` order), None where it says nothing."""
         data_center, version = info.data_center, info.client_version
         known = {
             "network_type": info.network_type,
@@ -125,9 +124,20 @@ class ParticipantDirectory:
             "client_os": info.client_os,
             "client_version": version if version is None else self._versions.admit(version, now),
         }
+        return tuple(known[name] for name in self.labels)
+
+    def update(self, info: ParticipantInfo, now: float) -> tuple[str, ...]:
+        key = (info.account_id, info.instance, info.participant_id)
+        previous = self._entries.pop(key, None)
         old = previous[1] if previous is not None else self.default
         # A later data event that leaves a field empty does not erase what an earlier one said.
-        values = tuple(known[name] or old_value for name, old_value in zip(self.labels, old, strict=True))
+        values = tuple(value or old_value for value, old_value in zip(self.known(info, now), old, strict=True))
+        return self.put(key, values, now)
+
+    def put(self, key: tuple[str, str, str], values: tuple[str, ...], now: float) -> tuple[str, ...]:
+        """Hold `values` for participant `key` (account id, instance, participant id): a data event's, or
+        the shared directory's (shared_state.py)."""
+        self._entries.pop(key, None)
         # Thousands of participants share a handful of label combinations: keep one tuple of each.
         values = self._label_sets.setdefault(values, values)
         self._entries[key] = (now, values)

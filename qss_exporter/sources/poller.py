@@ -414,7 +414,7 @@ class Poller:
             [SummaryKey(*key, record.participant_id) for record in listing.records],
         )
         for index, record in enumerate(chosen):
-            self._pipeline.ingest(record, "poll")
+            await self._pipeline.ingest_shared(record, "poll")
             if index % 100 == 99:
                 await asyncio.sleep(0)  # a large webinar must not hold the event loop
         for invalid in listing.invalid:

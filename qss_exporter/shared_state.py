@@ -1,0 +1,386 @@
+"""Pipeline state shared by replicas in Redis (`state.backend: redis`): one round trip per event, local fallback.
+
+What is shared, and how (docs/deploy.md "Two replicas with Redis" says it for operators):
+
+* **Dedupe.** An event's dedupe key, digested, is `SET ... NX PX <dedupe window>`: the replica that sets
+  it counts the event, every other replica (a Zoom retry landing elsewhere) sees a duplicate. The local
+  windows keep running too, so a retry that reaches the same replica during a Redis outage is still
+  recognised; an event is a duplicate when either says so.
+* **Enrichment.** A `*_data` event's label values are merged into the participant's entry in Redis (a
+  field a later data event leaves empty keeps the earlier value, as locally) with `PX <enrichment TTL>`;
+  every QoS or summary record reads the entry in the same round trip as its dedupe check, so a local
+  cache would save no round trip; the entry read is put into the local directory, which answers alone
+  while Redis is away.
+* **Activity.** A leave (leave event, summary, data summary) sets an `ended` marker (`PX <activity
+  window>`), a meeting's end a meeting marker; a QoS record reads them, so a leave seen anywhere ends the
+  participant everywhere. Which replica counts a participant in `zoom_qss_active_participants` (and a
+  call in `zoom_qss_phone_active_calls`): the one that received their latest QoS record (it writes
+  itself as the owner); a meeting in `zoom_qss_active_meetings`: the replica whose claim on it holds,
+  taken by a replica that counts one of its participants. `sync` reconciles every few seconds: entries
+  owned elsewhere are forgotten here, ended ones ended. The gauges summed over the replicas are then a
+  single agent's.
+
+Everything the request path asks goes through `check`, one EVALSHA with a per-call timeout in
+milliseconds. When Redis is slow or gone the record is decided from local state (counted in
+`zoom_qss_state_local_decisions_total{reason}`), and for a few seconds the request path does not try
+Redis at all (`down`): `sync` probes it in the background and puts it back. Not Redis Cluster: a script
+touches several participants' keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from qss_exporter.activity import ActivityTracker
+from qss_exporter.enrichment import ParticipantDirectory
+from qss_exporter.redis_client import REDIS_ERRORS, redis_call
+from qss_exporter.store import CounterFamily, GaugeFamily, Store
+from qss_exporter.zoom.records import (
+    DedupeKey,
+    MeetingEvent,
+    ParticipantInfo,
+    PhoneQosRecord,
+    QosRecord,
+    Record,
+    SummaryRecord,
+)
+
+__all__ = ["LOCAL_DECISION_REASONS", "SharedFamilies", "SharedState", "Verdict", "digest", "run_sync"]
+
+log = logging.getLogger(__name__)
+
+# Why a record was decided from local state alone: Redis did not answer within the call timeout, answered
+# with an error (or the connection failed), or was known to be down (not asked: `sync` probes it).
+LOCAL_DECISION_REASONS = ("timeout", "error", "down")
+SYNC_CHUNK = 500  # activity entries reconciled per script call
+_SEP = "\x1f"  # between label values in an enrichment entry (no label value holds it: vocabulary.py)
+
+# KEYS[1] the event's dedupe key, KEYS[2] the participant's enrichment entry, KEYS[3] their ended marker,
+# KEYS[4] their meeting's ended marker (read by `sync` only: locally a meeting's end ends the participants
+# active then, not later ones), KEYS[5] the activity owner, KEYS[6..] phone samples' dedupe keys.
+# ARGV: 1 dedupe ms, 2 enrichment ms, 3 activity ms, 4 this replica, 5 mode, 6 now (s), 7 new label values.
+# Modes: q (QoS: read enrichment and markers, own), s (a leave: end, read enrichment), i (data event:
+# merge enrichment), f (data summary: merge and end), m (a meeting's end), c (phone sample), z (phone
+# summary: dedupe each sample), Z (z, and the call ended), e (a phone call's end), o (anything else).
+# Returns {new, enrichment or '', ended, sample flags...}.
+_CHECK = """
+local new = redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1])
+if not new then return {0, '', 0} end
+local mode = ARGV[5]
+local ended = 0
+if mode == 'q' or mode == 'c' then
+  if redis.call('GET', KEYS[3]) then
+    ended = 1
+  else
+    redis.call('SET', KEYS[5], ARGV[4], 'PX', ARGV[3])
+  end
+elseif mode == 's' or mode == 'f' or mode == 'e' or mode == 'Z' then
+  redis.call('SET', KEYS[3], ARGV[6], 'PX', ARGV[3])
+elseif mode == 'm' then
+  redis.call('SET', KEYS[4], ARGV[6], 'PX', ARGV[3])
+end
+local entry = ''
+if mode == 'i' or mode == 'f' then
+  local old = {}
+  local stored = redis.call('GET', KEYS[2])
+  if stored then
+    for value in string.gmatch(stored .. '\\31', '([^\\31]*)\\31') do old[#old + 1] = value end
+  end
+  local merged = {}
+  local i = 0
+  for value in string.gmatch(ARGV[7] .. '\\31', '([^\\31]*)\\31') do
+    i = i + 1
+    if value == '' then value = old[i] or 'unknown' end
+    merged[i] = value
+  end
+  entry = table.concat(merged, '\\31')
+  redis.call('SET', KEYS[2], entry, 'PX', ARGV[2])
+elseif mode == 'q' or mode == 's' then
+  entry = redis.call('GET', KEYS[2]) or ''
+end
+local result = {1, entry, ended}
+if mode == 'z' or mode == 'Z' then
+  for k = 6, #KEYS do
+    result[#result + 1] = redis.call('SET', KEYS[k], '1', 'NX', 'PX', ARGV[1]) and 1 or 0
+  end
+end
+return result
+"""
+# Per activity entry, KEYS owner, ended, meeting ended (a triple); ARGV 1 this replica, 2 activity ms.
+# An entry without an owner (expired, or Redis restarted empty) is claimed. Returns per entry 0 (keep),
+# 1 (owned elsewhere: forget here), 2 (ended).
+_SYNC = """
+local result = {}
+for k = 1, #KEYS, 3 do
+  local code = 0
+  if redis.call('GET', KEYS[k + 1]) or redis.call('GET', KEYS[k + 2]) then
+    code = 2
+  else
+    local owner = redis.call('GET', KEYS[k])
+    if not owner then
+      redis.call('SET', KEYS[k], ARGV[1], 'PX', ARGV[2])
+    elseif owner ~= ARGV[1] then
+      code = 1
+    end
+  end
+  result[#result + 1] = code
+end
+return result
+"""
+# KEYS meetings' claims; ARGV 1 this replica, 2 claim ms, 3.. per key 1 (this replica counts a participant
+# of it: claim or keep) or 0 (release if ours). Returns per key 1 when the claim is this replica's.
+_CLAIM = """
+local result = {}
+for k = 1, #KEYS do
+  local holder = redis.call('GET', KEYS[k])
+  local mine = 0
+  if ARGV[k + 2] == '1' then
+    if not holder then
+      redis.call('SET', KEYS[k], ARGV[1], 'PX', ARGV[2])
+      mine = 1
+    elseif holder == ARGV[1] then
+      redis.call('PEXPIRE', KEYS[k], ARGV[2])
+      mine = 1
+    end
+  elseif holder == ARGV[1] then
+    redis.call('DEL', KEYS[k])
+  end
+  result[k] = mine
+end
+return result
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What Redis knows about one record: counted elsewhere, the shared enrichment, ended elsewhere."""
+
+    duplicate: bool
+    enrichment: tuple[str, ...] | None = None
+    ended: bool = False
+    samples: tuple[bool, ...] = ()  # phone summary: per sample, True when it was counted already
+
+
+@dataclass(frozen=True, slots=True)
+class SharedFamilies:
+    up: GaugeFamily
+    local_decisions: CounterFamily
+
+    @classmethod
+    def register(cls, store: Store) -> SharedFamilies:
+        families = cls(
+            store.gauge(
+                "zoom_qss_state_shared_up",
+                "1 while the shared state in Redis answers 0 while records are decided locally.",
+                (),
+            ),
+            store.counter(
+                "zoom_qss_state_local_decisions_total",
+                "Records decided from this replica's state alone because Redis did not answer in time.",
+                ("reason",),
+            ),
+        )
+        for reason in LOCAL_DECISION_REASONS:
+            families.local_decisions.inc((reason,), 0)
+        return families
+
+
+def digest(key: DedupeKey) -> str:
+    """A stable digest of a dedupe key (Python's hash() differs between processes)."""
+    return hashlib.blake2b(repr(key).encode(), digest_size=12).hexdigest()
+
+
+class SharedState:
+    """The shared part of one replica's pipeline state in Redis; `identity` names this replica there."""
+
+    def __init__(
+        self,
+        client: Redis,
+        families: SharedFamilies,
+        *,
+        key_prefix: str,
+        identity: str,
+        dedupe_window: float,
+        enrichment_ttl: float,
+        activity_window: float,
+        call_timeout: float,
+        retry_seconds: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._m = families
+        self._p = key_prefix
+        self.identity = identity
+        self._dedupe_ms = str(max(1, round(dedupe_window * 1000)))
+        self._enrichment_ms = str(max(1, round(enrichment_ttl * 1000)))
+        self._activity_ms = str(max(1, round(activity_window * 1000)))
+        self._timeout = call_timeout
+        self._retry = retry_seconds
+        self._clock = clock
+        self._check = client.register_script(_CHECK)
+        self._sync = client.register_script(_SYNC)
+        self._claim = client.register_script(_CLAIM)
+        self._down_until = 0.0  # time.monotonic() before which the request path does not ask Redis
+        self._claimed: set[tuple[str, ...]] = set()  # meetings this replica claimed at the last sync
+        self._decisions = {reason: families.local_decisions.handle((reason,)) for reason in LOCAL_DECISION_REASONS}
+        families.up.set((), 1)
+
+    @property
+    def up(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _local(self, reason: str) -> None:
+        self._decisions[reason].add(1.0, self._clock())
+
+    def _failed(self, error: BaseException) -> None:
+        if self.up:
+            log.warning("state: Redis did not answer (%s); deciding from local state until it does", error or "timeout")
+        self._down_until = time.monotonic() + self._retry
+        self._m.up.set((), 0)
+
+    async def check(self, record: Record, directory: ParticipantDirectory, account: str) -> Verdict | None:
+        """Ask Redis about `record` in one round trip; None when it cannot answer now (decide locally)."""
+        if not self.up:
+            self._local("down")
+            return None
+        p = self._p
+        dedupe = f"{p}d:{digest(record.dedupe_key)}"
+        keys = [dedupe, dedupe, dedupe, dedupe, dedupe]
+        values = ""
+        samples: list[str] = []
+        if isinstance(record, QosRecord | SummaryRecord | ParticipantInfo | MeetingEvent):
+            # Activity is keyed by the account label (the gauges' label), enrichment by the Zoom account id.
+            meeting = f"{account}|{record.product}|{record.instance}"
+            who = f"{meeting}|{record.participant_id}"
+            entry = f"{p}e:{record.account_id}|{record.instance}|{record.participant_id}"
+            keys[1:] = [entry, f"{p}x:{who}", f"{p}xm:{meeting}", f"{p}o:{who}"]
+            if isinstance(record, QosRecord):
+                mode = "q"
+            elif isinstance(record, SummaryRecord):
+                mode = "s"
+            elif isinstance(record, ParticipantInfo):
+                mode = "f" if record.final else "i"
+                known = directory.known(record, self._clock())
+                values = _SEP.join(value or "" for value in known)
+            else:
+                mode = {"left": "s", "ended": "m"}.get(record.kind, "o")
+        elif isinstance(record, PhoneQosRecord):
+            call = f"{account}|{record.call_id}"
+            keys[2:] = [f"{p}xc:{call}", f"{p}xc:{call}", f"{p}oc:{call}"]
+            if record.event == "phone.call_qos_summary":
+                mode = "Z" if record.ended else "z"
+                call_id, account_id = record.call_id, record.account_id
+                samples = [
+                    f"{p}d:{digest(('phone.call_qos', account_id, call_id, s.leg, s.direction, s.sample_time))}"
+                    for s in record.samples
+                ]
+            elif record.ended:
+                mode = "e"
+            else:
+                mode = "c"
+        else:
+            mode = "o"
+        args: list[str | int] = [
+            self._dedupe_ms,
+            self._enrichment_ms,
+            self._activity_ms,
+            self.identity,
+            mode,
+            int(self._clock()),
+            values,
+        ]
+        try:
+            reply = await redis_call(self._check(keys=[*keys, *samples], args=args), self._timeout)
+        except TimeoutError as error:
+            self._failed(error)
+            self._local("timeout")
+            return None
+        except REDIS_ERRORS as error:
+            self._failed(error)
+            self._local("error")
+            return None
+        new, entry, ended, *flags = reply
+        if not new:
+            return Verdict(True)
+        text = entry.decode() if isinstance(entry, bytes) else str(entry)
+        enrichment = tuple(text.split(_SEP)) if text else None
+        if enrichment is not None and len(enrichment) != len(directory.labels):
+            enrichment = None  # written by a replica with other labels enabled: not ours to use
+        return Verdict(False, enrichment, bool(ended), tuple(not flag for flag in flags))
+
+    async def sync(self, participants: ActivityTracker, calls: ActivityTracker) -> bool:
+        """Reconcile local activity with the other replicas' (module docstring); False when Redis did not answer.
+
+        Also the probe that brings the request path back to Redis after an outage.
+        """
+        p = self._p
+        try:
+            entries = participants.counted()
+            for start in range(0, len(entries), SYNC_CHUNK):
+                chunk = entries[start : start + SYNC_CHUNK]
+                keys: list[str] = []
+                for account, product, instance, participant in chunk:
+                    meeting = f"{account}|{product}|{instance}"
+                    who = f"{meeting}|{participant}"
+                    keys += [f"{p}o:{who}", f"{p}x:{who}", f"{p}xm:{meeting}"]
+                codes = await redis_call(
+                    self._sync(keys=keys, args=[self.identity, self._activity_ms]), self._timeout * 4
+                )
+                self._apply(participants, chunk, codes)
+            entries = calls.counted()
+            for start in range(0, len(entries), SYNC_CHUNK):
+                chunk = entries[start : start + SYNC_CHUNK]
+                keys = []
+                for account, call_id in chunk:
+                    call = f"{account}|{call_id}"
+                    keys += [f"{p}oc:{call}", f"{p}xc:{call}", f"{p}xc:{call}"]
+                codes = await redis_call(
+                    self._sync(keys=keys, args=[self.identity, self._activity_ms]), self._timeout * 4
+                )
+                self._apply(calls, chunk, codes)
+            await self._claim_meetings(participants)
+        except REDIS_ERRORS as error:
+            self._failed(error)
+            return False
+        if not self.up:
+            log.info("state: Redis answers again; sharing resumes")
+        self._down_until = 0.0
+        self._m.up.set((), 1)
+        return True
+
+    def _apply(self, tracker: ActivityTracker, chunk: Sequence[tuple[str, ...]], codes: Sequence[int]) -> None:
+        now = self._clock()
+        for key, code in zip(chunk, codes, strict=True):
+            if code == 1:
+                tracker.forget(key)
+            elif code == 2:
+                tracker.end(key, now)
+
+    async def _claim_meetings(self, participants: ActivityTracker) -> None:
+        """Claim the meetings this replica counts a participant of; release the others it claimed."""
+        counted = {key[:3] for key in participants.counted()}
+        meetings = sorted(counted | self._claimed)
+        claimed: set[tuple[str, ...]] = set()
+        for start in range(0, len(meetings), SYNC_CHUNK):
+            chunk = meetings[start : start + SYNC_CHUNK]
+            keys = [f"{self._p}m:{account}|{product}|{instance}" for account, product, instance in chunk]
+            wanted = ["1" if meeting in counted else "0" for meeting in chunk]
+            claim_ms = str(int(self._activity_ms) * 2)
+            mine = await redis_call(self._claim(keys=keys, args=[self.identity, claim_ms, *wanted]), self._timeout * 4)
+            claimed |= {meeting for meeting, flag in zip(chunk, mine, strict=True) if flag}
+        self._claimed = claimed
+        participants.uncounted = counted - claimed
+
+
+async def run_sync(shared: SharedState, participants: ActivityTracker, calls: ActivityTracker, every: float) -> None:
+    """Reconcile every `every` seconds, and sooner while Redis is down (to notice its return)."""
+    while True:
+        await shared.sync(participants, calls)
+        await asyncio.sleep(every if shared.up else min(every, 0.5))
