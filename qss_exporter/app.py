@@ -442,7 +442,9 @@ class Agent:
             shared, pipeline = self.pipeline.shared, self.pipeline
             if shared is not None:
                 every = config.state.redis.sync_seconds
-                background.append(group.create_task(run_sync(shared, pipeline.participants, pipeline.calls, every)))
+                background.append(
+                    group.create_task(run_sync(shared, pipeline.participants, pipeline.calls, pipeline.time, every))
+                )
             if self._ready:
                 await self._stopping.wait()
             self._ready = False

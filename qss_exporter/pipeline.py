@@ -297,11 +297,16 @@ class Pipeline:
             m.network_notifications.inc((account, product, note, *extra))
         at = min(record.event_time, now) if record.event_time is not None else now
         key = (account, product, record.instance, record.participant_id)
-        if self._verdict is not None and self._verdict.ended:
+        verdict = self._verdict
+        if verdict is not None and verdict.ended:
             self.participants.end(key, now)  # they left, and another replica saw it
         self.participants.touch(key, at, (account, product, *extra))
         if timed or graded:
             made = record.record_time if record.record_time is not None else now
+            if verdict is not None and verdict.times and not verdict.hold:  # records other replicas received
+                self.time.hint(key, verdict.times, now)
+            if verdict is not None and verdict.ended:
+                self.time.end(key)
             self.time.record(key, made, now, (tuple(timed), tuple(graded)))
         for listener in self._qos_listeners:
             listener(record, account, extra)

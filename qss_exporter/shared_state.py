@@ -36,14 +36,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import orjson
 from redis.asyncio import Redis
 
 from qss_exporter.activity import ActivityTracker
 from qss_exporter.enrichment import ParticipantDirectory
 from qss_exporter.redis_client import REDIS_ERRORS, redis_call
 from qss_exporter.store import CounterFamily, GaugeFamily, Store
+from qss_exporter.timekeeping import Timekeeper, record_second
 from qss_exporter.zoom.records import (
-    DedupeKey,
     MeetingEvent,
     ParticipantInfo,
     PhoneQosRecord,
@@ -64,25 +65,68 @@ _SEP = "\x1f"  # between label values in an enrichment entry (no label value hol
 
 # KEYS[1] the event's dedupe key, KEYS[2] the participant's enrichment entry, KEYS[3] their ended marker,
 # KEYS[4] their meeting's ended marker (read by `sync` only: locally a meeting's end ends the participants
-# active then, not later ones), KEYS[5] the activity owner, KEYS[6..] phone samples' dedupe keys.
-# ARGV: 1 dedupe ms, 2 enrichment ms, 3 activity ms, 4 this replica, 5 mode, 6 now (s), 7 new label values.
+# active then, not later ones), KEYS[5] the activity owner, KEYS[6] their record times, KEYS[7] the
+# replicas holding their first time's records, KEYS[8..] phone samples' dedupe keys. ARGV: 1 dedupe ms,
+# 2 enrichment ms, 3 activity ms, 4 this replica, 5 mode, 6 now (s), 7 new label values, 8 the record
+# time (s), 9 the participant's activity key (JSON), 10 Timekeeper.max_gap, 11 the release lists' prefix.
 # Modes: q (QoS: read enrichment and markers, own), s (a leave: end, read enrichment), i (data event:
 # merge enrichment), f (data summary: merge and end), m (a meeting's end), c (phone sample), z (phone
 # summary: dedupe each sample), Z (z, and the call ended), e (a phone call's end), o (anything else).
-# Returns {new, enrichment or '', ended, sample flags...}.
+# Returns {new, enrichment or '', ended, record times before this one (comma-separated), 1 when this
+# replica is to hold the record's time (a first time), sample flags...}.
 _CHECK = """
 local new = redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1])
-if not new then return {0, '', 0} end
+if not new then return {0, '', 0, '', 0} end
 local mode = ARGV[5]
 local ended = 0
+local times = ''
+local hold = 0
+local function release(gap)
+  for _, holder in ipairs(redis.call('SMEMBERS', KEYS[7])) do
+    if holder ~= ARGV[4] then
+      redis.call('RPUSH', ARGV[11] .. holder, ARGV[9] .. '\t' .. gap)
+      redis.call('PEXPIRE', ARGV[11] .. holder, ARGV[3])
+    end
+  end
+  redis.call('DEL', KEYS[7])
+end
 if mode == 'q' or mode == 'c' then
   if redis.call('GET', KEYS[3]) then
     ended = 1
   else
     redis.call('SET', KEYS[5], ARGV[4], 'PX', ARGV[3])
   end
+  if mode == 'q' then
+    -- The participant's recent record times (timekeeping.py): those before this one are returned, this
+    -- one is added unless within SAME_TIME (2 s) of one held; the newest 8 are kept.
+    times = redis.call('GET', KEYS[6]) or ''
+    local at = tonumber(ARGV[8])
+    local list = {}
+    local same = false
+    for value in string.gmatch(times, '[0-9]+') do
+      local t = tonumber(value)
+      if math.abs(t - at) <= 2 then same = true end
+      list[#list + 1] = t
+    end
+    -- A first time's records are held by the replicas that received them (KEYS[7], a set) until the
+    -- second time arrives: its replica tells them the spacing (a release), as one agent credits it.
+    if #list == 0 or (same and #list == 1 and redis.call('EXISTS', KEYS[7]) == 1) then
+      redis.call('SADD', KEYS[7], ARGV[4])
+      redis.call('PEXPIRE', KEYS[7], ARGV[3])
+      hold = 1
+    elseif not same and #list == 1 and at > list[1] then
+      release(math.min(at - list[1], tonumber(ARGV[10])))
+    end
+    if not same then
+      list[#list + 1] = at
+      table.sort(list)
+      while #list > 8 do table.remove(list, 1) end
+    end
+    redis.call('SET', KEYS[6], table.concat(list, ','), 'PX', ARGV[3])
+  end
 elseif mode == 's' or mode == 'f' or mode == 'e' or mode == 'Z' then
   redis.call('SET', KEYS[3], ARGV[6], 'PX', ARGV[3])
+  if mode ~= 'e' and mode ~= 'Z' then release('end') end
 elseif mode == 'm' then
   redis.call('SET', KEYS[4], ARGV[6], 'PX', ARGV[3])
 end
@@ -105,9 +149,9 @@ if mode == 'i' or mode == 'f' then
 elseif mode == 'q' or mode == 's' then
   entry = redis.call('GET', KEYS[2]) or ''
 end
-local result = {1, entry, ended}
+local result = {1, entry, ended, times, hold}
 if mode == 'z' or mode == 'Z' then
-  for k = 6, #KEYS do
+  for k = 8, #KEYS do
     result[#result + 1] = redis.call('SET', KEYS[k], '1', 'NX', 'PX', ARGV[1]) and 1 or 0
   end
 end
@@ -166,6 +210,8 @@ class Verdict:
     enrichment: tuple[str, ...] | None = None
     ended: bool = False
     samples: tuple[bool, ...] = ()  # phone summary: per sample, True when it was counted already
+    times: tuple[int, ...] | None = None  # QoS: the participant's record times known before this one
+    hold: bool = False  # QoS: a first time, held here until its successor's replica releases it
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,9 +238,24 @@ class SharedFamilies:
         return families
 
 
-def digest(key: DedupeKey) -> str:
-    """A stable digest of a dedupe key (Python's hash() differs between processes)."""
+def digest(key: object) -> str:
+    """A digest of a dedupe key that every replica computes alike."""
     return hashlib.blake2b(repr(key).encode(), digest_size=12).hexdigest()
+
+
+def shared_key(record: Record) -> str:
+    """`record`'s dedupe key as the replicas share it.
+
+    A QoS record's local key holds Python's hash() of its content, which differs between processes
+    (PYTHONHASHSEED): the shared one digests the decoded values instead, with the key's time (the latest
+    `date_time`, else `event_ts`). Two events that differ only in which value-less entries they carry are
+    one event here (they change no QoS family).
+    """
+    if isinstance(record, QosRecord):
+        key = record.dedupe_key
+        content = (record.streams, record.grades, record.cpu, record.rssi_dbm, record.notifications)
+        return digest((*key[:4], key[5], content))
+    return digest(record.dedupe_key)
 
 
 class SharedState:
@@ -212,6 +273,7 @@ class SharedState:
         activity_window: float,
         call_timeout: float,
         retry_seconds: float,
+        max_gap: float = 120.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
@@ -223,6 +285,7 @@ class SharedState:
         self._activity_ms = str(max(1, round(activity_window * 1000)))
         self._timeout = call_timeout
         self._retry = retry_seconds
+        self._max_gap = max_gap
         self._clock = clock
         self._check = client.register_script(_CHECK)
         self._sync = client.register_script(_SYNC)
@@ -251,18 +314,21 @@ class SharedState:
             self._local("down")
             return None
         p = self._p
-        dedupe = f"{p}d:{digest(record.dedupe_key)}"
-        keys = [dedupe, dedupe, dedupe, dedupe, dedupe]
-        values = ""
+        dedupe = f"{p}d:{shared_key(record)}"
+        keys = [dedupe] * 7
+        values = who = ""
+        made = 0
         samples: list[str] = []
         if isinstance(record, QosRecord | SummaryRecord | ParticipantInfo | MeetingEvent):
             # Activity is keyed by the account label (the gauges' label), enrichment by the Zoom account id.
             meeting = f"{account}|{record.product}|{record.instance}"
             who = f"{meeting}|{record.participant_id}"
             entry = f"{p}e:{record.account_id}|{record.instance}|{record.participant_id}"
-            keys[1:] = [entry, f"{p}x:{who}", f"{p}xm:{meeting}", f"{p}o:{who}"]
+            keys[1:] = [entry, f"{p}x:{who}", f"{p}xm:{meeting}", f"{p}o:{who}", f"{p}t:{who}", f"{p}h:{who}"]
+            who = orjson.dumps([account, record.product, record.instance, record.participant_id]).decode()
             if isinstance(record, QosRecord):
                 mode = "q"
+                made = record_second(record.record_time if record.record_time is not None else self._clock())
             elif isinstance(record, SummaryRecord):
                 mode = "s"
             elif isinstance(record, ParticipantInfo):
@@ -273,7 +339,7 @@ class SharedState:
                 mode = {"left": "s", "ended": "m"}.get(record.kind, "o")
         elif isinstance(record, PhoneQosRecord):
             call = f"{account}|{record.call_id}"
-            keys[2:] = [f"{p}xc:{call}", f"{p}xc:{call}", f"{p}oc:{call}"]
+            keys[2:5] = [f"{p}xc:{call}", f"{p}xc:{call}", f"{p}oc:{call}"]
             if record.event == "phone.call_qos_summary":
                 mode = "Z" if record.ended else "z"
                 call_id, account_id = record.call_id, record.account_id
@@ -295,6 +361,10 @@ class SharedState:
             mode,
             int(self._clock()),
             values,
+            made,
+            who,
+            str(self._max_gap),
+            f"{p}r:",
         ]
         try:
             reply = await redis_call(self._check(keys=[*keys, *samples], args=args), self._timeout)
@@ -306,22 +376,30 @@ class SharedState:
             self._failed(error)
             self._local("error")
             return None
-        new, entry, ended, *flags = reply
+        new, entry, ended, times, hold, *flags = reply
         if not new:
             return Verdict(True)
+        held = None
+        if mode == "q":
+            text = times.decode() if isinstance(times, bytes) else str(times)
+            held = tuple(int(value) for value in text.split(",") if value)
         text = entry.decode() if isinstance(entry, bytes) else str(entry)
         enrichment = tuple(text.split(_SEP)) if text else None
         if enrichment is not None and len(enrichment) != len(directory.labels):
             enrichment = None  # written by a replica with other labels enabled: not ours to use
-        return Verdict(False, enrichment, bool(ended), tuple(not flag for flag in flags))
+        return Verdict(False, enrichment, bool(ended), tuple(not flag for flag in flags), held, bool(hold))
 
-    async def sync(self, participants: ActivityTracker, calls: ActivityTracker) -> bool:
+    async def sync(
+        self, participants: ActivityTracker, calls: ActivityTracker, timekeeper: Timekeeper | None = None
+    ) -> bool:
         """Reconcile local activity with the other replicas' (module docstring); False when Redis did not answer.
 
         Also the probe that brings the request path back to Redis after an outage.
         """
         p = self._p
         try:
+            if timekeeper is not None:
+                await self._releases(timekeeper)
             entries = participants.counted()
             for start in range(0, len(entries), SYNC_CHUNK):
                 chunk = entries[start : start + SYNC_CHUNK]
@@ -333,7 +411,7 @@ class SharedState:
                 codes = await redis_call(
                     self._sync(keys=keys, args=[self.identity, self._activity_ms]), self._timeout * 4
                 )
-                self._apply(participants, chunk, codes)
+                self._apply(participants, chunk, codes, timekeeper)
             entries = calls.counted()
             for start in range(0, len(entries), SYNC_CHUNK):
                 chunk = entries[start : start + SYNC_CHUNK]
@@ -355,13 +433,37 @@ class SharedState:
         self._m.up.set((), 1)
         return True
 
-    def _apply(self, tracker: ActivityTracker, chunk: Sequence[tuple[str, ...]], codes: Sequence[int]) -> None:
+    async def _releases(self, timekeeper: Timekeeper) -> None:
+        """Credit the first times held here whose successor (or leave) reached another replica."""
+        key = f"{self._p}r:{self.identity}"
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.lrange(key, 0, -1)
+            pipe.delete(key)
+            items, _ = await redis_call(pipe.execute(), self._timeout * 4)
+        for item in items:
+            text = item.decode() if isinstance(item, bytes) else str(item)
+            who, _, gap = text.rpartition("\t")
+            participant = tuple(orjson.loads(who))
+            if gap == "end":
+                timekeeper.end(participant)
+            else:
+                timekeeper.release(participant, float(gap), self._clock())
+
+    def _apply(
+        self,
+        tracker: ActivityTracker,
+        chunk: Sequence[tuple[str, ...]],
+        codes: Sequence[int],
+        timekeeper: Timekeeper | None = None,
+    ) -> None:
         now = self._clock()
         for key, code in zip(chunk, codes, strict=True):
             if code == 1:
                 tracker.forget(key)
             elif code == 2:
                 tracker.end(key, now)
+                if timekeeper is not None:
+                    timekeeper.end(key)
 
     async def _claim_meetings(self, participants: ActivityTracker) -> None:
         """Claim the meetings this replica counts a participant of; release the others it claimed."""
@@ -372,15 +474,17 @@ class SharedState:
             chunk = meetings[start : start + SYNC_CHUNK]
             keys = [f"{self._p}m:{account}|{product}|{instance}" for account, product, instance in chunk]
             wanted = ["1" if meeting in counted else "0" for meeting in chunk]
-            claim_ms = str(int(self._activity_ms) * 2)
+            claim_ms = str(max(1, round(self._retry * 3000)))  # a dead replica's claims go within 3 syncs
             mine = await redis_call(self._claim(keys=keys, args=[self.identity, claim_ms, *wanted]), self._timeout * 4)
             claimed |= {meeting for meeting, flag in zip(chunk, mine, strict=True) if flag}
         self._claimed = claimed
         participants.uncounted = counted - claimed
 
 
-async def run_sync(shared: SharedState, participants: ActivityTracker, calls: ActivityTracker, every: float) -> None:
+async def run_sync(
+    shared: SharedState, participants: ActivityTracker, calls: ActivityTracker, timekeeper: Timekeeper, every: float
+) -> None:
     """Reconcile every `every` seconds, and sooner while Redis is down (to notice its return)."""
     while True:
-        await shared.sync(participants, calls)
+        await shared.sync(participants, calls, timekeeper)
         await asyncio.sleep(every if shared.up else min(every, 0.5))

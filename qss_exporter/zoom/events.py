@@ -275,7 +275,9 @@ def _realtime(
     # key. event_ts only counts when no entry has a time: then it is all that tells two minutes of equal
     # values apart. A hash of a tuple: ~1.5 us, against ~5 us for an order-free one of frozensets.
     content = hash((tuple(seen), latest, tuple(streams), tuple(grades), cpu, rssi, tuple(notifications)))
-    key = (event, account_id, instance, participant_id, content, 0 if latest else event_ts or 0)
+    # The last item also says the time in the clear, so that replicas can share the key (shared_state.py:
+    # `content`, a hash(), differs between processes).
+    key = (event, account_id, instance, participant_id, content, latest or event_ts or 0)
     event_time = event_ts / 1000.0 if event_ts is not None else None
     return QosRecord(
         event,
