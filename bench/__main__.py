@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import export, hotpath, ingest, memory, scrape
+from bench import export, hotpath, ingest, memory, replicas, scrape
 from bench.common import write_result
 from bench.summary import write_summary
 
@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "scrape": scrape.run,
     "memory": memory.run,
     "export": export.run,
+    "replicas": replicas.run,
 }
 
 

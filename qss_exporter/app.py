@@ -443,7 +443,9 @@ class Agent:
             if shared is not None:
                 every = config.state.redis.sync_seconds
                 background.append(
-                    group.create_task(run_sync(shared, pipeline.participants, pipeline.calls, pipeline.time, every))
+                    group.create_task(
+                        run_sync(shared, pipeline.participants, pipeline.calls, pipeline.time, self._directory, every)
+                    )
                 )
             if self._ready:
                 await self._stopping.wait()

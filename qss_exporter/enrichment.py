@@ -146,6 +146,10 @@ class ParticipantDirectory:
             self.evicted += 1
         return values
 
+    def entries(self) -> list[tuple[tuple[str, str, str], float, tuple[str, ...]]]:
+        """Every participant held: (account id, instance, participant id), when it was updated, its values."""
+        return [(key, updated, values) for key, (updated, values) in self._entries.items()]
+
     def expire(self, now: float) -> int:
         self._versions.expire(now)
         cutoff = now - self._ttl

@@ -35,9 +35,11 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from qss_exporter.activity import ActivityTracker
 from qss_exporter.enrichment import ParticipantDirectory
@@ -61,6 +63,7 @@ log = logging.getLogger(__name__)
 # with an error (or the connection failed), or was known to be down (not asked: `sync` probes it).
 LOCAL_DECISION_REASONS = ("timeout", "error", "down")
 SYNC_CHUNK = 500  # activity entries reconciled per script call
+SYNC_TIMEOUT_SECONDS = 2.0
 _SEP = "\x1f"  # between label values in an enrichment entry (no label value holds it: vocabulary.py)
 
 # KEYS[1] the event's dedupe key, KEYS[2] the participant's enrichment entry, KEYS[3] their ended marker,
@@ -224,7 +227,7 @@ class SharedFamilies:
         families = cls(
             store.gauge(
                 "zoom_qss_state_shared_up",
-                "1 while the shared state in Redis answers 0 while records are decided locally.",
+                "1 while the shared state in Redis answers; 0 while records are decided locally.",
                 (),
             ),
             store.counter(
@@ -282,18 +285,30 @@ class SharedState:
         self.identity = identity
         self._dedupe_ms = str(max(1, round(dedupe_window * 1000)))
         self._enrichment_ms = str(max(1, round(enrichment_ttl * 1000)))
+        self._enrichment_ttl = enrichment_ttl
         self._activity_ms = str(max(1, round(activity_window * 1000)))
         self._timeout = call_timeout
+        # `sync` runs in the background, with bigger scripts: a slow answer there must not count as an outage.
+        self._sync_timeout = max(SYNC_TIMEOUT_SECONDS, call_timeout * 4)
         self._retry = retry_seconds
         self._max_gap = max_gap
         self._clock = clock
         self._check = client.register_script(_CHECK)
+        # Checks asked in one event-loop iteration go to Redis together, in one pipeline (`_batched`).
+        self._batch: list[tuple[list[str], list[str | int], asyncio.Future[Any]]] = []
+        self._sending: set[asyncio.Task[None]] = set()
         self._sync = client.register_script(_SYNC)
         self._claim = client.register_script(_CLAIM)
         self._down_until = 0.0  # time.monotonic() before which the request path does not ask Redis
+        self._lost = False  # a call failed since the last successful sync
         self._claimed: set[tuple[str, ...]] = set()  # meetings this replica claimed at the last sync
         self._decisions = {reason: families.local_decisions.handle((reason,)) for reason in LOCAL_DECISION_REASONS}
         families.up.set((), 1)
+
+    @property
+    def lost(self) -> bool:
+        """A call failed since the last successful sync (the state is being caught up)."""
+        return self._lost
 
     @property
     def up(self) -> bool:
@@ -306,6 +321,7 @@ class SharedState:
         if self.up:
             log.warning("state: Redis did not answer (%s); deciding from local state until it does", error or "timeout")
         self._down_until = time.monotonic() + self._retry
+        self._lost = True
         self._m.up.set((), 0)
 
     async def check(self, record: Record, directory: ParticipantDirectory, account: str) -> Verdict | None:
@@ -367,7 +383,7 @@ class SharedState:
             f"{p}r:",
         ]
         try:
-            reply = await redis_call(self._check(keys=[*keys, *samples], args=args), self._timeout)
+            reply = await self._batched([*keys, *samples], args)
         except TimeoutError as error:
             self._failed(error)
             self._local("timeout")
@@ -389,8 +405,57 @@ class SharedState:
             enrichment = None  # written by a replica with other labels enabled: not ours to use
         return Verdict(False, enrichment, bool(ended), tuple(not flag for flag in flags), held, bool(hold))
 
+    async def _batched(self, keys: list[str], args: list[str | int]) -> Any:
+        """The check script's reply for `keys`, `args`, sent with every other check of this loop iteration.
+
+        One pipeline per iteration instead of one command per event: redis-py's per-command cost, not
+        Redis, limits a replica (bench/replicas.py). The caller waits at most the call timeout; the batch
+        runs in a task of its own, so that no caller's cancellation or timeout stops it half-way.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._batch.append((keys, args, future))
+        if len(self._batch) == 1:
+            loop.call_soon(self._send_batch)
+        done, _ = await asyncio.wait({future}, timeout=self._timeout)
+        if not done:
+            raise TimeoutError(f"no answer from Redis within {self._timeout * 1000:g} ms")
+        return future.result()
+
+    def _send_batch(self) -> None:
+        batch, self._batch = self._batch, []
+        task = asyncio.ensure_future(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[tuple[list[str], list[str | int], asyncio.Future[Any]]]) -> None:
+        try:
+            replies = await self._pipeline(batch)
+            if any(isinstance(reply, NoScriptError) for reply in replies):  # Redis restarted: load it again
+                await self._client.script_load(_CHECK)
+                replies = await self._pipeline(batch)
+        except REDIS_ERRORS as error:
+            replies = [error] * len(batch)
+        for (_, _, future), reply in zip(batch, replies, strict=True):
+            if future.done():
+                continue  # its caller gave up (timeout)
+            if isinstance(reply, BaseException):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+    async def _pipeline(self, batch: list[tuple[list[str], list[str | int], asyncio.Future[Any]]]) -> list[Any]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for keys, args, _ in batch:
+                pipe.evalsha(self._check.sha, len(keys), *keys, *args)
+            return list(await pipe.execute(raise_on_error=False))
+
     async def sync(
-        self, participants: ActivityTracker, calls: ActivityTracker, timekeeper: Timekeeper | None = None
+        self,
+        participants: ActivityTracker,
+        calls: ActivityTracker,
+        timekeeper: Timekeeper | None = None,
+        directory: ParticipantDirectory | None = None,
     ) -> bool:
         """Reconcile local activity with the other replicas' (module docstring); False when Redis did not answer.
 
@@ -398,6 +463,8 @@ class SharedState:
         """
         p = self._p
         try:
+            if self._lost and directory is not None:
+                await self._restore_directory(directory)
             if timekeeper is not None:
                 await self._releases(timekeeper)
             entries = participants.counted()
@@ -409,7 +476,7 @@ class SharedState:
                     who = f"{meeting}|{participant}"
                     keys += [f"{p}o:{who}", f"{p}x:{who}", f"{p}xm:{meeting}"]
                 codes = await redis_call(
-                    self._sync(keys=keys, args=[self.identity, self._activity_ms]), self._timeout * 4
+                    self._sync(keys=keys, args=[self.identity, self._activity_ms]), self._sync_timeout
                 )
                 self._apply(participants, chunk, codes, timekeeper)
             entries = calls.counted()
@@ -420,18 +487,32 @@ class SharedState:
                     call = f"{account}|{call_id}"
                     keys += [f"{p}oc:{call}", f"{p}xc:{call}", f"{p}xc:{call}"]
                 codes = await redis_call(
-                    self._sync(keys=keys, args=[self.identity, self._activity_ms]), self._timeout * 4
+                    self._sync(keys=keys, args=[self.identity, self._activity_ms]), self._sync_timeout
                 )
                 self._apply(calls, chunk, codes)
             await self._claim_meetings(participants)
         except REDIS_ERRORS as error:
             self._failed(error)
             return False
-        if not self.up:
+        if self._lost:
             log.info("state: Redis answers again; sharing resumes")
+        self._lost = False
         self._down_until = 0.0
         self._m.up.set((), 1)
         return True
+
+    async def _restore_directory(self, directory: ParticipantDirectory) -> None:
+        """After an outage: give Redis the enrichment this replica holds (data events it received meanwhile;
+        all of it if Redis restarted empty). An entry Redis has already is kept (SET NX)."""
+        now = self._clock()
+        entries = directory.entries()
+        for start in range(0, len(entries), SYNC_CHUNK):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for (account_id, instance, participant_id), updated, values in entries[start : start + SYNC_CHUNK]:
+                    left = max(1, round((self._enrichment_ttl - (now - updated)) * 1000))
+                    key = f"{self._p}e:{account_id}|{instance}|{participant_id}"
+                    pipe.set(key, _SEP.join(values), nx=True, px=left)
+                await redis_call(pipe.execute(), self._sync_timeout)
 
     async def _releases(self, timekeeper: Timekeeper) -> None:
         """Credit the first times held here whose successor (or leave) reached another replica."""
@@ -439,7 +520,7 @@ class SharedState:
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.lrange(key, 0, -1)
             pipe.delete(key)
-            items, _ = await redis_call(pipe.execute(), self._timeout * 4)
+            items, _ = await redis_call(pipe.execute(), self._sync_timeout)
         for item in items:
             text = item.decode() if isinstance(item, bytes) else str(item)
             who, _, gap = text.rpartition("\t")
@@ -475,16 +556,21 @@ class SharedState:
             keys = [f"{self._p}m:{account}|{product}|{instance}" for account, product, instance in chunk]
             wanted = ["1" if meeting in counted else "0" for meeting in chunk]
             claim_ms = str(max(1, round(self._retry * 3000)))  # a dead replica's claims go within 3 syncs
-            mine = await redis_call(self._claim(keys=keys, args=[self.identity, claim_ms, *wanted]), self._timeout * 4)
+            mine = await redis_call(self._claim(keys=keys, args=[self.identity, claim_ms, *wanted]), self._sync_timeout)
             claimed |= {meeting for meeting, flag in zip(chunk, mine, strict=True) if flag}
         self._claimed = claimed
         participants.uncounted = counted - claimed
 
 
 async def run_sync(
-    shared: SharedState, participants: ActivityTracker, calls: ActivityTracker, timekeeper: Timekeeper, every: float
+    shared: SharedState,
+    participants: ActivityTracker,
+    calls: ActivityTracker,
+    timekeeper: Timekeeper,
+    directory: ParticipantDirectory,
+    every: float,
 ) -> None:
     """Reconcile every `every` seconds, and sooner while Redis is down (to notice its return)."""
     while True:
-        await shared.sync(participants, calls, timekeeper)
-        await asyncio.sleep(every if shared.up else min(every, 0.5))
+        await shared.sync(participants, calls, timekeeper, directory)
+        await asyncio.sleep(min(every, 0.5) if shared.lost else every)

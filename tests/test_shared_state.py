@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from qss_exporter.enrichment import ParticipantDirectory
 from qss_exporter.shared_state import SharedState
 from tests.conftest import AgentFactory, RunningAgent, Series, total
 from tests.redis_server import RedisServer
@@ -55,10 +56,16 @@ def state_of(agent: RunningAgent) -> SharedState:
     return state
 
 
+def pipeline_directory(agent: RunningAgent) -> ParticipantDirectory:
+    return agent.agent._directory
+
+
 async def sync(*agents: RunningAgent) -> None:
     for agent in agents:
         pipeline = agent.agent.pipeline
-        assert await state_of(agent).sync(pipeline.participants, pipeline.calls)
+        assert await state_of(agent).sync(
+            pipeline.participants, pipeline.calls, pipeline.time, pipeline_directory(agent)
+        )
 
 
 async def test_a_data_event_on_one_replica_enriches_qos_on_the_other(
@@ -143,10 +150,11 @@ async def test_redis_down_answers_from_local_state_then_sharing_resumes(
     assert total(metrics, "zoom_qss_state_local_decisions_total", reason="down") == 2
     assert total(metrics, "zoom_qss_participant_sessions_total", site="leeds") == 1  # enrichment kept locally
     assert total(metrics, "zoom_qss_webhook_requests_total", outcome="duplicate") == 1
-    redis_server.start()
-    pipeline = b.agent.pipeline
-    assert await state_of(b).sync(pipeline.participants, pipeline.calls)
+    redis_server.start()  # empty: no persistence
+    await sync(b)  # b gives Redis back the enrichment it holds
     assert total(await b.scrape(), "zoom_qss_state_shared_up") == 1
+    await ok(a, body("meeting.participant_qos"))  # a never saw the data event, nor Redis since its restart
+    assert total(await a.scrape(), QOS, site="leeds") == total(await a.scrape(), QOS) > 0
     raw = body("phone.call_qos_summary")
     await ok(a, raw)
     await ok(b, raw)
