@@ -46,6 +46,7 @@ from qss_exporter.server.serving import Listener, raise_open_file_limit
 from qss_exporter.server.tls import ServerTls
 from qss_exporter.server.web_auth import WebAuth
 from qss_exporter.server.webconfig import WebConfig, load_web_config
+from qss_exporter.shared_sightings import SightingsShare
 from qss_exporter.shared_state import SharedState, run_sync
 from qss_exporter.sources.poller import Poller, build_poller
 from qss_exporter.sources.webhook import WebhookAccount, WebhookReceiver, webhook_app
@@ -164,6 +165,7 @@ class Agent:
                 retry_seconds=redis.sync_seconds,
                 clock=clock,
             )
+        self.sightings: SightingsShare | None = None  # the poller's sightings from every replica (Redis)
         self.leadership = self._leadership(leader_families)
         self._servers: dict[str, Listener] = {}
         self._ready = False
@@ -314,22 +316,46 @@ class Agent:
                 if not leading:
                     await poller.close_state()
 
-            sources.insert(0, PulledSource("poller", poller.run, poller_leading))
+            async def poller_run() -> None:
+                share, lease = self.sightings, leases.get("poller")
+                if share is None or lease is None:
+                    await poller.run()
+                    return
+                async with asyncio.TaskGroup() as group:  # the leader takes every replica's sightings
+                    group.create_task(poller.run())
+                    group.create_task(share.take(lease))
+
+            sources.insert(0, PulledSource("poller", poller_run, poller_leading))
+        leases: dict[str, RedisLease] = {}
         if self.redis is None:
             return Leadership(sources, families)
+        client, state, identity = self.redis.client, self.config.state, self.identity
         if self.poller is not None:
             self.poller.observing = False  # until this replica holds the poller's lease
-        client, state, identity = self.redis.client, self.config.state, self.identity
-        return Leadership(
-            sources,
-            families,
-            lambda name: RedisLease(
+            self.sightings = SightingsShare(
+                client,
+                self.poller,
+                key_prefix=state.redis.key_prefix,
+                window=self.config.pipeline.dedupe_window_seconds,
+                timeout=state.redis.connect_timeout_seconds + state.redis.command_timeout_seconds,
+                clock=self.clock,
+            )
+            self.pipeline.add_record_listener(self.sightings.observe)
+
+        def lease(name: str) -> RedisLease:
+            leases[name] = RedisLease(
                 client,
                 name,
                 key_prefix=state.redis.key_prefix,
                 lease_seconds=state.leader.lease_seconds,
                 identity=identity,
-            ),
+            )
+            return leases[name]
+
+        return Leadership(
+            sources,
+            families,
+            lease,
             lease_seconds=state.leader.lease_seconds,
             renew_seconds=state.leader.renew_seconds,
         )
@@ -439,6 +465,8 @@ class Agent:
             background.append(group.create_task(self.leadership.run()))
             if self.redis is not None:
                 background.append(group.create_task(self.redis.reach()))
+            if self.sightings is not None:
+                background.append(group.create_task(self.sightings.push()))
             shared, pipeline = self.pipeline.shared, self.pipeline
             if shared is not None:
                 every = config.state.redis.sync_seconds
