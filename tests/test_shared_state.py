@@ -11,9 +11,13 @@ from typing import Any
 
 import orjson
 
+from qss_exporter.app import Agent
+from qss_exporter.config import config_from_mapping
 from qss_exporter.enrichment import ParticipantDirectory
+from qss_exporter.outputs.prometheus import render
 from qss_exporter.shared_state import SharedState
-from tests.conftest import AgentFactory, RunningAgent, Series, total
+from qss_exporter.zoom.events import decode
+from tests.conftest import AgentFactory, RunningAgent, Series, base_config, merge, parse_metrics, total
 from tests.redis_server import RedisServer
 from tests.samples import load_sample
 
@@ -160,3 +164,30 @@ async def test_redis_down_answers_from_local_state_then_sharing_resumes(
     await ok(b, raw)
     both = summed(await a.scrape(), await b.scrape())
     assert total(both, "zoom_qss_phone_calls_total") == 1  # shared again: counted once
+
+
+async def test_a_websocket_event_and_its_webhook_copy_on_another_replica_count_once(
+    start_agent: AgentFactory, redis_server: RedisServer
+) -> None:
+    webhooks = await start_agent(**shared(redis_server))
+    subscribed = dict(base_config()["accounts"][0])
+    subscribed |= {
+        "client_id": "client-id",
+        "client_secret": "client-secret-0123",
+        "websocket": {"subscription_id": "s"},
+    }
+    mapping = merge(base_config(), shared(redis_server)) | {"accounts": [subscribed]}
+    leader = Agent(config_from_mapping(mapping))  # not serving: its WebSocket source is fed directly
+    try:
+        raw = body("meeting.participant_qos")
+        await ok(webhooks, raw)
+        source = leader.websockets[0]
+        await source._event_shared(decode(orjson.loads(raw)))
+        await source._event_shared(decode(orjson.loads(body("meeting.participant_data"))))
+        metrics = parse_metrics(render(leader.store).decode())
+        assert total(metrics, "zoom_qss_websocket_events_total", outcome="duplicate") == 1  # the webhook's copy
+        assert total(metrics, "zoom_qss_websocket_events_total", outcome="accepted") == 1
+        assert total(metrics, "zoom_qss_media_records_total") == 0
+    finally:
+        assert leader.redis is not None
+        await leader.redis.close()
