@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 DOC = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
 SECRETS = {"acme": "acme-secret-token-0123456789", "acme-health": "health-secret-token-0123456789"}
 SYNC_SECONDS = 0.3
-MINUTES = 10  # simulated minutes: 0-4 three replicas, 4-7 two, 7-8 Redis gone, 8-10 back
+MINUTES = 8  # simulated minutes: 0-3 three replicas, 3-5 two, 5-6 Redis gone, 6-8 back
 TIME_FAMILIES = frozenset({"zoom_qss_media_time_seconds_total", "zoom_qss_quality_time_seconds_total"})
 
 
@@ -139,7 +139,7 @@ def test_three_replicas_on_redis_count_as_one_agent(tmp_path: Path) -> None:
         agents += replicas
         for replica in replicas:
             replica.wait_for("state: Redis at .* answers")
-        simulator = Simulator(default_accounts(), size=20, seed=13, start=time.time() - MINUTES * 60)
+        simulator = Simulator(default_accounts(), size=15, seed=13, start=time.time() - MINUTES * 60)
         statuses: list[int] = []
         sent = 0
 
@@ -163,9 +163,9 @@ def test_three_replicas_on_redis_count_as_one_agent(tmp_path: Path) -> None:
             assert_same(qos(everyone, families), qos(parse_metrics(single.scrape_text()), families), short)
 
         with RoundRobinProxy([replica.webhook_base for replica in replicas]) as proxy, httpx.Client() as direct:
-            stream(4, proxy)
+            stream(3, proxy)
             compare(replicas)
-            assert min(proxy.answered.values()) > 50  # every replica took its share
+            assert min(proxy.answered.values()) > 30  # every replica took its share
             local = sum(total(parse_metrics(r.scrape_text()), "zoom_qss_state_local_decisions_total") for r in replicas)
             assert local == 0
 
@@ -174,7 +174,7 @@ def test_three_replicas_on_redis_count_as_one_agent(tmp_path: Path) -> None:
             gone = parse_metrics(replicas[2].scrape_text())
             replicas[2].process.kill()
             replicas[2].process.wait()
-            stream(3, proxy)
+            stream(2, proxy)
             assert proxy.failed[replicas[2].webhook_base] > 0  # its events were retried elsewhere
             # Counters are the replicas' plus what the dead one had counted; gauges are the living's.
             gauges = {"zoom_qss_active_participants", "zoom_qss_active_meetings", "zoom_qss_phone_active_calls"}
