@@ -15,6 +15,7 @@ from qss_exporter.redis_client import build_redis
 from qss_exporter.shared_sightings import SightingsShare
 from qss_exporter.sources.poller import build_poller
 from qss_exporter.zoom.events import decode
+from qss_exporter.zoom.records import QosRecord, SummaryRecord
 from tests.conftest import ACCOUNT_ID, SECRET
 from tests.redis_server import RedisServer
 from tests.samples import load_sample
@@ -52,6 +53,8 @@ async def test_the_leader_takes_the_sightings_of_replicas_that_do_not_poll(
         taking = SightingsShare(client, leader, key_prefix="qss:", window=7200, timeout=2, clock=time.time)
         summary = decode(load_sample("meeting.participant_qos_summary"))
         qos = decode(load_sample("meeting.participant_qos"))
+        assert isinstance(summary, SummaryRecord)
+        assert isinstance(qos, QosRecord)
         pushing.observe(qos, "webhook")
         pushing.observe(summary, "webhook")
         pushing.observe(summary, "poll")  # the poller's own records are not sightings
