@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterable, Sequence
 from typing import Final
 
 from qss_exporter.zoom.records import ParticipantInfo
-from qss_exporter.zoom.vocabulary import DATA_CENTERS
+from qss_exporter.zoom.vocabulary import CLIENT_OS_VALUES, DATA_CENTERS, NETWORK_TYPES
 
 __all__ = ["CLIENT_VERSIONS_MAX", "ENRICHMENT_LABELS", "ParticipantDirectory", "SiteMap"]
 
@@ -56,6 +56,7 @@ class SiteMap:
     def __init__(self, sites: Iterable[tuple[str, Sequence[str]]]) -> None:
         networks = [(ipaddress.ip_network(cidr, strict=False), name) for name, cidrs in sites for cidr in cidrs]
         self._networks: list[tuple[Network, str]] = sorted(networks, key=lambda item: -item[0].prefixlen)
+        self.names = frozenset(name for _, name in networks)
 
     def __bool__(self) -> bool:
         return bool(self._networks)
@@ -149,6 +150,26 @@ class ParticipantDirectory:
     def entries(self) -> list[tuple[tuple[str, str, str], float, tuple[str, ...]]]:
         """Every participant held: (account id, instance, participant id), when it was updated, its values."""
         return [(key, updated, values) for key, (updated, values) in self._entries.items()]
+
+    def admit(self, values: Sequence[str], now: float) -> tuple[str, ...]:
+        """Label values another replica wrote (shared_state.py), held to this replica's closed sets: a value
+        no data event could give here is `other` (`unknown` for a site), and a client version takes one of
+        the CLIENT_VERSIONS_MAX places like a local one."""
+        admitted: list[str] = []
+        for name, value in zip(self.labels, values, strict=True):
+            if value != UNKNOWN:
+                if name == "network_type":
+                    value = value if value in NETWORK_TYPES else OTHER
+                elif name == "site":
+                    value = value if value in self._sites.names else UNKNOWN
+                elif name == "data_center":
+                    value = value if value in self._data_centers or value == OTHER else OTHER
+                elif name == "client_os":
+                    value = value if value in CLIENT_OS_VALUES else OTHER
+                else:
+                    value = self._versions.admit(value, now)
+            admitted.append(value)
+        return tuple(admitted)
 
     def expire(self, now: float) -> int:
         self._versions.expire(now)

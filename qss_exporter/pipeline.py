@@ -362,14 +362,16 @@ class Pipeline:
         key = (record.account_id, record.instance, record.participant_id)
         extra = self._directory.lookup(*key)
         shared = self._verdict.enrichment if self._verdict is not None else None
-        if shared is not None and shared != extra:
-            extra = self._directory.put(key, shared, self._clock())  # kept for when Redis is away
+        if shared is not None and shared != extra:  # new to this replica: held to its closed sets, kept
+            now = self._clock()
+            extra = self._directory.put(key, self._directory.admit(shared, now), now)
         return extra
 
     def _participant_info(self, record: ParticipantInfo, account: str, now: float) -> None:
         shared = self._verdict.enrichment if self._verdict is not None else None
         if shared is not None:  # the merge of every replica's data events for this participant
-            self._directory.put((record.account_id, record.instance, record.participant_id), shared, now)
+            who = (record.account_id, record.instance, record.participant_id)
+            self._directory.put(who, self._directory.admit(shared, now), now)
         else:
             self._directory.update(record, now)
         if record.final:

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import orjson
+from redis.asyncio import Redis
 
 from qss_exporter.app import Agent
 from qss_exporter.config import config_from_mapping
@@ -17,6 +18,7 @@ from qss_exporter.enrichment import ParticipantDirectory
 from qss_exporter.outputs.prometheus import render
 from qss_exporter.shared_state import SharedState
 from qss_exporter.zoom.events import decode
+from qss_exporter.zoom.records import QosRecord
 from tests.conftest import AgentFactory, RunningAgent, Series, base_config, merge, parse_metrics, total
 from tests.redis_server import RedisServer
 from tests.samples import load_sample
@@ -191,3 +193,25 @@ async def test_a_websocket_event_and_its_webhook_copy_on_another_replica_count_o
     finally:
         assert leader.redis is not None
         await leader.redis.close()
+
+
+async def test_label_values_from_redis_are_held_to_this_replicas_closed_sets(
+    start_agent: AgentFactory, redis_server: RedisServer
+) -> None:
+    """Whoever writes Redis cannot grow a label set beyond what a data event could give (docs/security.md)."""
+    a = await start_agent(**shared(redis_server), labels={"data_center": True, "client_os": True})
+    qos = decode(load_sample("meeting.participant_qos"))
+    assert isinstance(qos, QosRecord)
+    client = Redis.from_url(redis_server.url)
+    try:
+        forged = "\x1f".join(("dial-up", "atlantis", "MARS", "plan9"))  # network_type, site, data_center, client_os
+        await client.set(f"qss:e:{qos.account_id}|{qos.instance}|{qos.participant_id}", forged)
+    finally:
+        await client.aclose()
+    await ok(a, body("meeting.participant_qos"))
+    labels = {dict(key[1])["network_type"] for key in (await a.scrape()) if key[0] == QOS}
+    metrics = await a.scrape()
+    assert total(metrics, QOS) == total(
+        metrics, QOS, network_type="other", site="unknown", data_center="other", client_os="other"
+    )
+    assert labels == {"other"}

@@ -101,6 +101,9 @@ OTLP_NAMES: dict[str, tuple[str, str]] = {
     # Leadership of pulled sources
     "zoom_qss_leader": ("zoom.qss.leader", ""),
     "zoom_qss_leader_changes_total": ("zoom.qss.leader.changes", "{change}"),
+    # Shared state (Redis)
+    "zoom_qss_state_shared_up": ("zoom.qss.state.shared_up", ""),
+    "zoom_qss_state_local_decisions_total": ("zoom.qss.state.local_decisions", "{record}"),
     # Configuration reload
     "zoom_qss_config_last_reload_successful": ("zoom.qss.config.last_reload_successful", ""),
     "zoom_qss_config_last_reload_success_timestamp_seconds": ("zoom.qss.config.last_reload_success_timestamp", "s"),
