@@ -66,44 +66,62 @@ SYNC_CHUNK = 500  # activity entries reconciled per script call
 SYNC_TIMEOUT_SECONDS = 2.0
 _SEP = "\x1f"  # between label values in an enrichment entry (no label value holds it: vocabulary.py)
 
-# KEYS[1] the event's dedupe key, KEYS[2] the participant's enrichment entry, KEYS[3] their ended marker,
-# KEYS[4] their meeting's ended marker (read by `sync` only: locally a meeting's end ends the participants
-# active then, not later ones), KEYS[5] the activity owner, KEYS[6] their record times, KEYS[7] the
-# replicas holding their first time's records, KEYS[8..] phone samples' dedupe keys. ARGV: 1 dedupe ms,
-# 2 enrichment ms, 3 activity ms, 4 this replica, 5 mode, 6 now (s), 7 new label values, 8 the record
-# time (s), 9 the participant's activity key (JSON), 10 Timekeeper.max_gap, 11 the release lists' prefix.
+# One event's questions. The constants (@D@ dedupe ms, @E@ enrichment ms, @A@ activity ms, @ME@ this
+# replica, @GAP@ Timekeeper.max_gap, @P@ the key prefix) are written into the script, and the keys of a
+# participant are built in it from their ids, so that a call carries few arguments: redis-py's cost per
+# argument, not Redis, limits a replica (bench/replicas.py). Keys: K[1] the event's dedupe key, K[2] the
+# participant's enrichment entry, K[3] their ended marker, K[4] their meeting's ended marker (read by
+# `sync` only: locally a meeting's end ends the participants active then, not later ones), K[5] the
+# activity owner, K[6] their record times, K[7] the replicas holding their first time's records;
+# KEYS[2..] phone samples' dedupe keys. ARGV: 1 mode, 2 now (s), 3 new label values, 4 the record time
+# (s), 5 the participant's activity key (JSON, for releases), 6 their enrichment id, 7 their activity id
+# (or the call's), 8 their meeting's.
 # Modes: q (QoS: read enrichment and markers, own), s (a leave: end, read enrichment), i (data event:
 # merge enrichment), f (data summary: merge and end), m (a meeting's end), c (phone sample), z (phone
 # summary: dedupe each sample), Z (z, and the call ended), e (a phone call's end), o (anything else).
 # Returns {new, enrichment or '', ended, record times before this one (comma-separated), 1 when this
 # replica is to hold the record's time (a first time), sample flags...}.
 _CHECK = """
-local new = redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1])
+local D, E, A, ME, GAP, P = '@D@', '@E@', '@A@', '@ME@', '@GAP@', '@P@'
+local mode = ARGV[1]
+local K = {KEYS[1]}
+if mode == 'c' or mode == 'z' or mode == 'Z' or mode == 'e' then
+  K[3] = P .. 'xc:' .. ARGV[7]
+  K[4] = K[3]
+  K[5] = P .. 'oc:' .. ARGV[7]
+else
+  K[2] = P .. 'e:' .. ARGV[6]
+  K[3] = P .. 'x:' .. ARGV[7]
+  K[4] = P .. 'xm:' .. ARGV[8]
+  K[5] = P .. 'o:' .. ARGV[7]
+  K[6] = P .. 't:' .. ARGV[7]
+  K[7] = P .. 'h:' .. ARGV[7]
+end
+local new = redis.call('SET', KEYS[1], '1', 'NX', 'PX', D)
 if not new then return {0, '', 0, '', 0} end
-local mode = ARGV[5]
 local ended = 0
 local times = ''
 local hold = 0
 local function release(gap)
-  for _, holder in ipairs(redis.call('SMEMBERS', KEYS[7])) do
-    if holder ~= ARGV[4] then
-      redis.call('RPUSH', ARGV[11] .. holder, ARGV[9] .. '\t' .. gap)
-      redis.call('PEXPIRE', ARGV[11] .. holder, ARGV[3])
+  for _, holder in ipairs(redis.call('SMEMBERS', K[7])) do
+    if holder ~= ME then
+      redis.call('RPUSH', P .. 'r:' .. holder, ARGV[5] .. '\t' .. gap)
+      redis.call('PEXPIRE', P .. 'r:' .. holder, A)
     end
   end
-  redis.call('DEL', KEYS[7])
+  redis.call('DEL', K[7])
 end
 if mode == 'q' or mode == 'c' then
-  if redis.call('GET', KEYS[3]) then
+  if redis.call('GET', K[3]) then
     ended = 1
   else
-    redis.call('SET', KEYS[5], ARGV[4], 'PX', ARGV[3])
+    redis.call('SET', K[5], ME, 'PX', A)
   end
   if mode == 'q' then
     -- The participant's recent record times (timekeeping.py): those before this one are returned, this
     -- one is added unless within SAME_TIME (2 s) of one held; the newest 8 are kept.
-    times = redis.call('GET', KEYS[6]) or ''
-    local at = tonumber(ARGV[8])
+    times = redis.call('GET', K[6]) or ''
+    local at = tonumber(ARGV[4])
     local list = {}
     local same = false
     for value in string.gmatch(times, '[0-9]+') do
@@ -111,51 +129,51 @@ if mode == 'q' or mode == 'c' then
       if math.abs(t - at) <= 2 then same = true end
       list[#list + 1] = t
     end
-    -- A first time's records are held by the replicas that received them (KEYS[7], a set) until the
+    -- A first time's records are held by the replicas that received them (K[7], a set) until the
     -- second time arrives: its replica tells them the spacing (a release), as one agent credits it.
-    if #list == 0 or (same and #list == 1 and redis.call('EXISTS', KEYS[7]) == 1) then
-      redis.call('SADD', KEYS[7], ARGV[4])
-      redis.call('PEXPIRE', KEYS[7], ARGV[3])
+    if #list == 0 or (same and #list == 1 and redis.call('EXISTS', K[7]) == 1) then
+      redis.call('SADD', K[7], ME)
+      redis.call('PEXPIRE', K[7], A)
       hold = 1
     elseif not same and #list == 1 and at > list[1] then
-      release(math.min(at - list[1], tonumber(ARGV[10])))
+      release(math.min(at - list[1], tonumber(GAP)))
     end
     if not same then
       list[#list + 1] = at
       table.sort(list)
       while #list > 8 do table.remove(list, 1) end
     end
-    redis.call('SET', KEYS[6], table.concat(list, ','), 'PX', ARGV[3])
+    redis.call('SET', K[6], table.concat(list, ','), 'PX', A)
   end
 elseif mode == 's' or mode == 'f' or mode == 'e' or mode == 'Z' then
-  redis.call('SET', KEYS[3], ARGV[6], 'PX', ARGV[3])
+  redis.call('SET', K[3], ARGV[2], 'PX', A)
   if mode ~= 'e' and mode ~= 'Z' then release('end') end
 elseif mode == 'm' then
-  redis.call('SET', KEYS[4], ARGV[6], 'PX', ARGV[3])
+  redis.call('SET', K[4], ARGV[2], 'PX', A)
 end
 local entry = ''
 if mode == 'i' or mode == 'f' then
   local old = {}
-  local stored = redis.call('GET', KEYS[2])
+  local stored = redis.call('GET', K[2])
   if stored then
     for value in string.gmatch(stored .. '\\31', '([^\\31]*)\\31') do old[#old + 1] = value end
   end
   local merged = {}
   local i = 0
-  for value in string.gmatch(ARGV[7] .. '\\31', '([^\\31]*)\\31') do
+  for value in string.gmatch(ARGV[3] .. '\\31', '([^\\31]*)\\31') do
     i = i + 1
     if value == '' then value = old[i] or 'unknown' end
     merged[i] = value
   end
   entry = table.concat(merged, '\\31')
-  redis.call('SET', KEYS[2], entry, 'PX', ARGV[2])
+  redis.call('SET', K[2], entry, 'PX', E)
 elseif mode == 'q' or mode == 's' then
-  entry = redis.call('GET', KEYS[2]) or ''
+  entry = redis.call('GET', K[2]) or ''
 end
 local result = {1, entry, ended, times, hold}
 if mode == 'z' or mode == 'Z' then
-  for k = 8, #KEYS do
-    result[#result + 1] = redis.call('SET', KEYS[k], '1', 'NX', 'PX', ARGV[1]) and 1 or 0
+  for k = 2, #KEYS do
+    result[#result + 1] = redis.call('SET', KEYS[k], '1', 'NX', 'PX', D) and 1 or 0
   end
 end
 return result
@@ -293,7 +311,15 @@ class SharedState:
         self._retry = retry_seconds
         self._max_gap = max_gap
         self._clock = clock
-        self._check = client.register_script(_CHECK)
+        self._check_text = (
+            _CHECK.replace("@D@", self._dedupe_ms)
+            .replace("@E@", self._enrichment_ms)
+            .replace("@A@", self._activity_ms)
+            .replace("@ME@", identity)
+            .replace("@GAP@", str(max_gap))
+            .replace("@P@", key_prefix)
+        )
+        self._check = client.register_script(self._check_text)
         # Checks asked in one event-loop iteration go to Redis together, in one pipeline (`_batched`).
         self._batch: list[tuple[list[str], list[str | int], asyncio.Future[Any]]] = []
         self._sending: set[asyncio.Task[None]] = set()
@@ -331,16 +357,14 @@ class SharedState:
             return None
         p = self._p
         dedupe = f"{p}d:{shared_key(record)}"
-        keys = [dedupe] * 7
-        values = who = ""
+        values = who = entry = activity = meeting = ""
         made = 0
         samples: list[str] = []
         if isinstance(record, QosRecord | SummaryRecord | ParticipantInfo | MeetingEvent):
             # Activity is keyed by the account label (the gauges' label), enrichment by the Zoom account id.
             meeting = f"{account}|{record.product}|{record.instance}"
-            who = f"{meeting}|{record.participant_id}"
-            entry = f"{p}e:{record.account_id}|{record.instance}|{record.participant_id}"
-            keys[1:] = [entry, f"{p}x:{who}", f"{p}xm:{meeting}", f"{p}o:{who}", f"{p}t:{who}", f"{p}h:{who}"]
+            activity = f"{meeting}|{record.participant_id}"
+            entry = f"{record.account_id}|{record.instance}|{record.participant_id}"
             who = orjson.dumps([account, record.product, record.instance, record.participant_id]).decode()
             if isinstance(record, QosRecord):
                 mode = "q"
@@ -354,8 +378,7 @@ class SharedState:
             else:
                 mode = {"left": "s", "ended": "m"}.get(record.kind, "o")
         elif isinstance(record, PhoneQosRecord):
-            call = f"{account}|{record.call_id}"
-            keys[2:5] = [f"{p}xc:{call}", f"{p}xc:{call}", f"{p}oc:{call}"]
+            activity = f"{account}|{record.call_id}"
             if record.event == "phone.call_qos_summary":
                 mode = "Z" if record.ended else "z"
                 call_id, account_id = record.call_id, record.account_id
@@ -369,21 +392,9 @@ class SharedState:
                 mode = "c"
         else:
             mode = "o"
-        args: list[str | int] = [
-            self._dedupe_ms,
-            self._enrichment_ms,
-            self._activity_ms,
-            self.identity,
-            mode,
-            int(self._clock()),
-            values,
-            made,
-            who,
-            str(self._max_gap),
-            f"{p}r:",
-        ]
+        args: list[str | int] = [mode, int(self._clock()), values, made, who, entry, activity, meeting]
         try:
-            reply = await self._batched([*keys, *samples], args)
+            reply = await self._batched([dedupe, *samples], args)
         except TimeoutError as error:
             self._failed(error)
             self._local("timeout")
@@ -432,7 +443,7 @@ class SharedState:
         try:
             replies = await self._pipeline(batch)
             if any(isinstance(reply, NoScriptError) for reply in replies):  # Redis restarted: load it again
-                await self._client.script_load(_CHECK)
+                await self._client.script_load(self._check_text)
                 replies = await self._pipeline(batch)
         except REDIS_ERRORS as error:
             replies = [error] * len(batch)
