@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import export, hotpath, ingest, memory, persist, scrape
+from bench import export, hotpath, ingest, memory, persist, replicas, scrape
 from bench.common import write_result
 from bench.summary import write_summary
 
@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "memory": memory.run,
     "export": export.run,
     "persist": persist.run,
+    "replicas": replicas.run,
 }
 
 

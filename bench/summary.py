@@ -188,6 +188,21 @@ def _persist(result: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _replicas(result: dict[str, Any]) -> list[str]:
+    ratio = result["ratio_redis_to_local"]
+    local = f"state.backend local {_spread(result['local_events_per_second'], 0)} events/s"
+    return [
+        _row(
+            "replica with state.backend redis: events/s at saturation",
+            _spread(result["redis_events_per_second"], 0),
+            local,
+            "",
+            None,
+        ),
+        _row("replica: ratio redis / local", _spread(ratio), "", ">= 0.7", ratio["median"] >= 0.7),
+    ]
+
+
 def _rounds(latency: dict[str, Any]) -> str:
     rounds = latency["p99_ms_per_round"]
     return f"{latency['p99_ms']:.1f} ({min(rounds):.1f} - {max(rounds):.1f})"
@@ -206,6 +221,7 @@ def summary_table() -> str:
         ("memory", _memory),
         ("export", _export),
         ("persist", _persist),
+        ("replicas", _replicas),
     ):
         result = _load(name)
         if result is not None:

@@ -336,6 +336,16 @@ def _exporter_alerts() -> tuple[Alert, ...]:
             "2m",
         ),
         Alert(
+            "QssExporterSharedStateDown",
+            "min by (job, instance) (zoom_qss_state_shared_up) == 0",
+            "warning",
+            "{{ $labels.instance }} decides webhooks without the shared state ({{ $labels.job }})",
+            "Replica {{ $labels.instance }} has not had an answer from Redis for 2 minutes: it answers webhooks "
+            "from its own state, so a Zoom retry reaching another replica is counted twice, its data events enrich "
+            "only its own records and the active gauges are its own view.",
+            "2m",
+        ),
+        Alert(
             "QssExporterParseErrors",
             f"{_by('job, field', 'increase(zoom_qss_parse_errors_total[1h])')} > 10",
             "info",

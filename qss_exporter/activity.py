@@ -27,6 +27,8 @@ class ActivityTracker:
         self._ended: dict[Key, float] = {}
         # Thousands of entries share a handful of label sets: keep one tuple of each.
         self._label_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
+        # Key prefixes `count_distinct` leaves to another replica (shared_state.py: meetings claimed elsewhere).
+        self.uncounted: set[Key] = set()
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -42,6 +44,14 @@ class ActivityTracker:
     def end(self, key: Key, now: float) -> None:
         self._seen.pop(key, None)
         self._ended[key] = now
+
+    def forget(self, key: Key) -> None:
+        """Stop counting `key` here without ending it (another replica counts it: shared_state.py)."""
+        self._seen.pop(key, None)
+
+    def counted(self) -> list[Key]:
+        """The keys counted here now, active or not yet expired."""
+        return list(self._seen)
 
     def end_prefix(self, prefix: Key, now: float) -> None:
         """End every entry whose key starts with `prefix` (a meeting ended: all its participants)."""
@@ -61,7 +71,7 @@ class ActivityTracker:
 
     def count_distinct(self, now: float, width: int, label_width: int) -> list[Sample]:
         """Distinct key prefixes of `width` items, counted by their first `label_width` items."""
-        prefixes = {key[:width] for key, _ in self._active(now)}
+        prefixes = {key[:width] for key, _ in self._active(now)} - self.uncounted
         counts = Counter(prefix[:label_width] for prefix in prefixes)
         return [Sample(labels, float(n)) for labels, n in counts.items()]
 

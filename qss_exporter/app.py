@@ -13,6 +13,7 @@ import asyncio
 import logging
 import math
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -46,6 +47,8 @@ from qss_exporter.server.serving import Listener, raise_open_file_limit
 from qss_exporter.server.tls import ServerTls
 from qss_exporter.server.web_auth import WebAuth
 from qss_exporter.server.webconfig import WebConfig, load_web_config
+from qss_exporter.shared_sightings import SightingsShare
+from qss_exporter.shared_state import SharedState, run_sync
 from qss_exporter.sources.poller import Poller, build_poller
 from qss_exporter.sources.webhook import WebhookAccount, WebhookReceiver, webhook_app
 from qss_exporter.sources.websocket import WebSocketSettings, WebSocketSource
@@ -160,6 +163,22 @@ class Agent:
         self.tls: ServerTls | None = None
         self.web_auth: WebAuth | None = None
         self.redis = RedisBackend(config.state.redis) if config.state.backend == "redis" else None
+        self.identity = f"{socket.gethostname()}:{os.getpid()}"  # this replica, in Redis
+        if self.redis is not None:
+            redis, pipeline = config.state.redis, config.pipeline
+            self.pipeline.shared = SharedState(
+                self.redis.client,
+                core.shared_families,
+                key_prefix=redis.key_prefix,
+                identity=f"{self.identity}:{secrets.token_hex(4)}",  # unique even for agents sharing a process
+                dedupe_window=pipeline.dedupe_window_seconds,
+                enrichment_ttl=pipeline.enrichment_ttl_seconds,
+                activity_window=pipeline.activity_window_seconds,
+                call_timeout=redis.call_timeout_ms / 1000,
+                retry_seconds=redis.sync_seconds,
+                clock=clock,
+            )
+        self.sightings: SightingsShare | None = None  # the poller's sightings from every replica (Redis)
         self.leadership = self._leadership(leader_families)
         self._servers: dict[str, Listener] = {}
         self._ready = False
@@ -310,23 +329,46 @@ class Agent:
                 if not leading:
                     await poller.close_state()
 
-            sources.insert(0, PulledSource("poller", poller.run, poller_leading))
+            async def poller_run() -> None:
+                share, lease = self.sightings, leases.get("poller")
+                if share is None or lease is None:
+                    await poller.run()
+                    return
+                async with asyncio.TaskGroup() as group:  # the leader takes every replica's sightings
+                    group.create_task(poller.run())
+                    group.create_task(share.take(lease))
+
+            sources.insert(0, PulledSource("poller", poller_run, poller_leading))
+        leases: dict[str, RedisLease] = {}
         if self.redis is None:
             return Leadership(sources, families)
+        client, state, identity = self.redis.client, self.config.state, self.identity
         if self.poller is not None:
             self.poller.observing = False  # until this replica holds the poller's lease
-        client, state = self.redis.client, self.config.state
-        identity = f"{socket.gethostname()}:{os.getpid()}"
-        return Leadership(
-            sources,
-            families,
-            lambda name: RedisLease(
+            self.sightings = SightingsShare(
+                client,
+                self.poller,
+                key_prefix=state.redis.key_prefix,
+                window=self.config.pipeline.dedupe_window_seconds,
+                timeout=state.redis.connect_timeout_seconds + state.redis.command_timeout_seconds,
+                clock=self.clock,
+            )
+            self.pipeline.add_record_listener(self.sightings.observe)
+
+        def lease(name: str) -> RedisLease:
+            leases[name] = RedisLease(
                 client,
                 name,
                 key_prefix=state.redis.key_prefix,
                 lease_seconds=state.leader.lease_seconds,
                 identity=identity,
-            ),
+            )
+            return leases[name]
+
+        return Leadership(
+            sources,
+            families,
+            lease,
             lease_seconds=state.leader.lease_seconds,
             renew_seconds=state.leader.renew_seconds,
         )
@@ -441,6 +483,16 @@ class Agent:
                 background.append(group.create_task(self.redis.reach()))
             if state_file is not None and state_file.usable:
                 background.append(group.create_task(state_file.run()))
+            if self.sightings is not None:
+                background.append(group.create_task(self.sightings.push()))
+            shared, pipeline = self.pipeline.shared, self.pipeline
+            if shared is not None:
+                every = config.state.redis.sync_seconds
+                background.append(
+                    group.create_task(
+                        run_sync(shared, pipeline.participants, pipeline.calls, pipeline.time, self._directory, every)
+                    )
+                )
             if self._ready:
                 await self._stopping.wait()
             self._ready = False

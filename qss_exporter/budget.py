@@ -37,6 +37,7 @@ from qss_exporter.enrichment import CLIENT_VERSIONS_MAX
 from qss_exporter.leadership import LEADER_CHANGES
 from qss_exporter.persistence import CHECKPOINT_OUTCOMES, RESTORE_OUTCOMES
 from qss_exporter.reload import RELOAD_OUTCOMES
+from qss_exporter.shared_state import LOCAL_DECISION_REASONS
 from qss_exporter.store import AnyFamily, CallbackFamily, HistogramFamily
 from qss_exporter.zoom.api import LIMIT_TYPES
 from qss_exporter.zoom.events import CONTEXT_EVENTS, KNOWN_EVENTS, PARSE_ERRORS
@@ -285,11 +286,13 @@ _FAMILY_LABELS: Mapping[str, Mapping[str | frozenset[str], Domain]] = {
     "zoom_qss_config_reloads_total": {"outcome": _constant(len(RELOAD_OUTCOMES))},
     "zoom_qss_state_checkpoints_total": {"outcome": _constant(len(CHECKPOINT_OUTCOMES))},
     "zoom_qss_state_restore": {"outcome": _constant(len(RESTORE_OUTCOMES))},
+    "zoom_qss_state_local_decisions_total": {"reason": _constant(len(LOCAL_DECISION_REASONS))},
 }
 
 # Families without labels that exist only with a feature.
 _PRESENT: Mapping[str, Callable[[Config], bool]] = {
     "zoom_qss_otlp_log_records_dropped_total": lambda config: config.otlp.enabled and config.otlp.logs.enabled,
+    "zoom_qss_state_shared_up": lambda config: config.state.backend == "redis",  # set once Redis is tried
 }
 
 

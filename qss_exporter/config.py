@@ -754,6 +754,9 @@ class RedisConfig(_Section):
     # Small on purpose: a webhook must never wait long on Redis (its 3 s budget belongs to Zoom).
     connect_timeout_seconds: _ShortSeconds = 1.0
     command_timeout_seconds: _ShortSeconds = 0.25
+    # The shared pipeline state (shared_state.py): a webhook waits this long for Redis, then decides locally.
+    call_timeout_ms: Annotated[int, Field(ge=1, le=1000)] = 50
+    sync_seconds: Annotated[float, Field(ge=0.1, le=60, allow_inf_nan=False)] = 5.0
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

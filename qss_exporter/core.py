@@ -24,6 +24,7 @@ from qss_exporter.persistence import StateFamilies
 from qss_exporter.pipeline import Pipeline
 from qss_exporter.reload import ReloadFamilies
 from qss_exporter.runtime import RuntimeMetrics
+from qss_exporter.shared_state import SharedFamilies
 from qss_exporter.store import Store
 from qss_exporter.tenancy import Tenancy, Tenant
 
@@ -91,6 +92,7 @@ class Core:
     leader_families: LeaderFamilies
     reload_families: ReloadFamilies
     state_families: StateFamilies
+    shared_families: SharedFamilies
 
 
 def build_core(config: Config, clock: Callable[[], float] = time.time) -> Core:
@@ -127,6 +129,7 @@ def build_core(config: Config, clock: Callable[[], float] = time.time) -> Core:
     leader_families = LeaderFamilies.register(store)
     reload_families = ReloadFamilies.register(store, clock())
     state_families = StateFamilies.register(store)  # the saved pipeline state (persistence.py)
+    shared_families = SharedFamilies.register(store)
     RuntimeMetrics().register(store)  # process_* and python_*: read at scrape / export time only
     catalogue.add_store_metrics()  # last: zoom_qss_series lists every family under the cap, these too
     return Core(
@@ -139,6 +142,7 @@ def build_core(config: Config, clock: Callable[[], float] = time.time) -> Core:
         leader_families,
         reload_families,
         state_families,
+        shared_families,
     )
 
 

@@ -175,9 +175,8 @@ class ParticipantDirectory:
         entry = self._entries.get((account_id, instance, participant_id))
         return entry[1] if entry is not None else self.default
 
-    def update(self, info: ParticipantInfo, now: float) -> tuple[str, ...]:
-        key = (info.account_id, info.instance, info.participant_id)
-        previous = self._entries.pop(key, None)
+    def known(self, info: ParticipantInfo, now: float) -> tuple[str | None, ...]:
+        """The label values `info` gives (`labels` order), None where it says nothing."""
         data_center, version = info.data_center, info.client_version
         known = {
             "network_type": info.network_type,
@@ -186,9 +185,20 @@ class ParticipantDirectory:
             "client_os": info.client_os,
             "client_version": version if version is None else self._versions.admit(version, now),
         }
+        return tuple(known[name] for name in self.labels)
+
+    def update(self, info: ParticipantInfo, now: float) -> tuple[str, ...]:
+        key = (info.account_id, info.instance, info.participant_id)
+        previous = self._entries.pop(key, None)
         old = previous[1] if previous is not None else self.default
         # A later data event that leaves a field empty does not erase what an earlier one said.
-        values = tuple(known[name] or old_value for name, old_value in zip(self.labels, old, strict=True))
+        values = tuple(value or old_value for value, old_value in zip(self.known(info, now), old, strict=True))
+        return self.put(key, values, now)
+
+    def put(self, key: tuple[str, str, str], values: tuple[str, ...], now: float) -> tuple[str, ...]:
+        """Hold `values` for participant `key` (account id, instance, participant id): a data event's, or
+        the shared directory's (shared_state.py)."""
+        self._entries.pop(key, None)
         # Thousands of participants share a handful of label combinations: keep one tuple of each.
         values = self._label_sets.setdefault(values, values)
         self._entries[key] = (now, values)
@@ -196,6 +206,30 @@ class ParticipantDirectory:
             del self._entries[next(iter(self._entries))]
             self.evicted += 1
         return values
+
+    def entries(self) -> list[tuple[tuple[str, str, str], float, tuple[str, ...]]]:
+        """Every participant held: (account id, instance, participant id), when it was updated, its values."""
+        return [(key, updated, values) for key, (updated, values) in self._entries.items()]
+
+    def admit(self, values: Sequence[str], now: float) -> tuple[str, ...]:
+        """Label values another replica wrote (shared_state.py), held to this replica's closed sets: a value
+        no data event could give here is `other` (`unknown` for a site), and a client version takes one of
+        the CLIENT_VERSIONS_MAX places like a local one."""
+        admitted: list[str] = []
+        for name, value in zip(self.labels, values, strict=True):
+            if value != UNKNOWN:
+                if name == "network_type":
+                    value = value if value in NETWORK_TYPES else OTHER
+                elif name == "site":
+                    value = value if value in self._sites.names else UNKNOWN
+                elif name == "data_center":
+                    value = value if value in self._data_centers or value == OTHER else OTHER
+                elif name == "client_os":
+                    value = value if value in CLIENT_OS_VALUES else OTHER
+                else:
+                    value = self._versions.admit(value, now)
+            admitted.append(value)
+        return tuple(admitted)
 
     def expire(self, now: float) -> int:
         self._versions.expire(now)

@@ -34,6 +34,7 @@ from qss_exporter.zoom.values import MALFORMED
 
 if TYPE_CHECKING:
     from qss_exporter.persistence import Stateful
+    from qss_exporter.shared_state import SharedState, Verdict
 
 __all__ = ["SESSION_INSTANCES_MAX", "Pipeline", "QosListener", "RecordListener"]
 
@@ -87,6 +88,8 @@ class Pipeline:
         self._record_listeners: list[RecordListener] = []
         self.calls = ActivityTracker(activity_window)
         self.detail: DetailTracker | None = None  # detail mode, when the configuration turns it on
+        self.shared: SharedState | None = None  # state.backend: redis (shared_state.py)
+        self._verdict: Verdict | None = None  # what Redis said about the record being ingested
         enrichment = directory.labels
         store.callback(
             "zoom_qss_active_participants",
@@ -145,6 +148,24 @@ class Pipeline:
         """The `account` label of `account_id`; None when no configured account speaks for it."""
         return self.accounts.label(account_id)
 
+    async def ingest_shared(self, record: Record, source: str) -> bool:
+        """`ingest`, after one round trip to the state shared with other replicas (with `state.backend: redis`).
+
+        Without Redis, or when it does not answer within its call timeout, this is `ingest` on local state.
+        """
+        shared = self.shared
+        if shared is None:
+            return self.ingest(record, source)
+        account = self.accounts.label(record.account_id)
+        if account is None:
+            return False
+        verdict = await shared.check(record, self._directory, account)
+        self._verdict = verdict
+        try:
+            return self.ingest(record, source)
+        finally:
+            self._verdict = None
+
     def ingest(self, record: Record, source: str) -> bool:
         """Record one event; False when it was a duplicate and changed nothing.
 
@@ -154,6 +175,7 @@ class Pipeline:
         account = self.accounts.label(record.account_id)
         if account is None:
             return False
+        verdict = self._verdict
         now = self._store.now = self._clock()
         # The frequent events are remembered per participant (or call), the rare ones globally.
         if isinstance(record, QosRecord | ParticipantInfo):
@@ -165,7 +187,9 @@ class Pipeline:
                 return False
         elif self._dedupe.seen(record.dedupe_key, now):
             return False
-        elif (
+        if verdict is not None and verdict.duplicate:
+            return False  # counted by another replica (or by this one, and Redis remembers it)
+        if (
             isinstance(record, SummaryRecord)
             and record.product == "session"
             and source != "poll"
@@ -230,7 +254,7 @@ class Pipeline:
     def _qos(self, record: QosRecord, account: str, now: float) -> None:
         m = self._m
         product = record.product
-        extra = self._directory.lookup(record.account_id, record.instance, record.participant_id)
+        extra = self._enrichment(record)
         timed: list[tuple[str, ...]] = []
         for stream in record.streams:
             labels = (account, product, stream.media, stream.direction, stream.path, *extra)
@@ -274,9 +298,16 @@ class Pipeline:
             m.network_notifications.inc((account, product, note, *extra))
         at = min(record.event_time, now) if record.event_time is not None else now
         key = (account, product, record.instance, record.participant_id)
+        verdict = self._verdict
+        if verdict is not None and verdict.ended:
+            self.participants.end(key, now)  # they left, and another replica saw it
         self.participants.touch(key, at, (account, product, *extra))
         if timed or graded:
             made = record.record_time if record.record_time is not None else now
+            if verdict is not None and verdict.times and not verdict.hold:  # records other replicas received
+                self.time.hint(key, verdict.times, now)
+            if verdict is not None and verdict.ended:
+                self.time.end(key)
             self.time.record(key, made, now, (tuple(timed), tuple(graded)))
         for listener in self._qos_listeners:
             listener(record, account, extra)
@@ -300,7 +331,7 @@ class Pipeline:
     def _summary(self, record: SummaryRecord, account: str, source: str, now: float) -> None:
         m = self._m
         product = record.product
-        extra = self._directory.lookup(record.account_id, record.instance, record.participant_id)
+        extra = self._enrichment(record)
         m.participant_sessions.inc((account, product, source, *extra))
         histograms = m.summary
         for stream in record.streams:
@@ -327,8 +358,23 @@ class Pipeline:
         if self.detail is not None:
             self.detail.on_summary(record, account, now)
 
+    def _enrichment(self, record: QosRecord | SummaryRecord) -> tuple[str, ...]:
+        """The participant's enrichment label values: the shared directory's when Redis told them, else ours."""
+        key = (record.account_id, record.instance, record.participant_id)
+        extra = self._directory.lookup(*key)
+        shared = self._verdict.enrichment if self._verdict is not None else None
+        if shared is not None and shared != extra:  # new to this replica: held to its closed sets, kept
+            now = self._clock()
+            extra = self._directory.put(key, self._directory.admit(shared, now), now)
+        return extra
+
     def _participant_info(self, record: ParticipantInfo, account: str, now: float) -> None:
-        self._directory.update(record, now)
+        shared = self._verdict.enrichment if self._verdict is not None else None
+        if shared is not None:  # the merge of every replica's data events for this participant
+            who = (record.account_id, record.instance, record.participant_id)
+            self._directory.put(who, self._directory.admit(shared, now), now)
+        else:
+            self._directory.update(record, now)
         if record.final:
             key = (account, record.product, record.instance, record.participant_id)
             self.participants.end(key, now)
@@ -352,7 +398,8 @@ class Pipeline:
     def _phone(self, record: PhoneQosRecord, account: str, now: float) -> None:
         m = self._m
         summary = record.event == "phone.call_qos_summary"
-        for sample in record.samples:
+        counted = self._verdict.samples if self._verdict is not None else ()
+        for index, sample in enumerate(record.samples):
             # A summary may repeat samples already received one by one: count each sample once.
             if summary and self._history.seen(
                 (record.account_id, record.call_id),
@@ -360,6 +407,8 @@ class Pipeline:
                 now,
             ):
                 continue
+            if index < len(counted) and counted[index]:
+                continue  # received one by one on another replica
             labels = (account, sample.leg, sample.direction)
             for family, value in (
                 (m.phone_mos, sample.mos),
@@ -376,6 +425,8 @@ class Pipeline:
         if record.ended:
             self.calls.end(key, now)
         else:
+            if self._verdict is not None and self._verdict.ended:
+                self.calls.end(key, now)
             at = min(record.event_time, now) if record.event_time is not None else now
             self.calls.touch(key, at, (account,))
 

@@ -36,10 +36,10 @@ from __future__ import annotations
 import bisect
 import sys
 from array import array
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["SAME_TIME", "Content", "Credit", "Timekeeper"]
+__all__ = ["SAME_TIME", "Content", "Credit", "Timekeeper", "record_second"]
 
 SAME_TIME = 2.0  # seconds: record times this close are one time (per-type deliveries of one record)
 
@@ -194,6 +194,28 @@ class Timekeeper:
                 ]
                 self._held[participant] = [self._compact(content) for content in contents]
 
+    def hint(self, key: Hashable, times: Sequence[int], now: float) -> None:
+        """Record times of participant `key` that other replicas received (shared_state.py), credited there."""
+        state = self._times.get(key)
+        if state is None:
+            state = self._times[key] = array("I", (_second(now), 0, 0))
+        for at in times:
+            known = state[_TIMES:]
+            index = bisect.bisect_left(known, at - SAME_TIME)
+            if index < len(known) and known[index] <= at + SAME_TIME:
+                continue
+            state.insert(_TIMES + index, at)
+        while len(state) - _TIMES > self._keep:
+            del state[_TIMES]
+            state[_FORGOT] = 1
+        if key in self._held and len(state) - _TIMES > 1:  # the held first time's successor came elsewhere
+            self.release(key, min(state[_TIMES + 1] - state[_TIMES], self.max_gap), now)
+
+    def release(self, key: Hashable, gap: float, now: float) -> None:
+        """The held first time of `key` stands for `gap`: its successor reached another replica."""
+        for content in self._held.pop(key, ()):
+            self._credit(gap, content, now)
+
     def end(self, key: Hashable) -> None:
         """The participant left: a lone first time stands for the nominal interval; late records still count."""
         state = self._times.get(key)
@@ -228,6 +250,11 @@ _LABELS_MAX = 16_384
 def _tuple(key: Any) -> Hashable:
     """A key as it was: persisted tuples come back as lists."""
     return tuple(key) if isinstance(key, list) else key
+
+
+def record_second(moment: float) -> int:
+    """A record time as the Timekeeper holds it (whole seconds)."""
+    return _second(moment)
 
 
 def _second(moment: float) -> int:

@@ -106,6 +106,9 @@ OTLP_NAMES: dict[str, tuple[str, str]] = {
     "zoom_qss_state_last_checkpoint_timestamp_seconds": ("zoom.qss.state.last_checkpoint_timestamp", "s"),
     "zoom_qss_state_checkpoint_duration_seconds": ("zoom.qss.state.checkpoint_duration", "s"),
     "zoom_qss_state_restore": ("zoom.qss.state.restore", ""),
+    # Shared state (Redis)
+    "zoom_qss_state_shared_up": ("zoom.qss.state.shared_up", ""),
+    "zoom_qss_state_local_decisions_total": ("zoom.qss.state.local_decisions", "{record}"),
     # Configuration reload
     "zoom_qss_config_last_reload_successful": ("zoom.qss.config.last_reload_successful", ""),
     "zoom_qss_config_last_reload_success_timestamp_seconds": ("zoom.qss.config.last_reload_success_timestamp", "s"),

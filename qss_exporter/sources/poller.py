@@ -181,6 +181,35 @@ class Poller:
         if seen is None or counted or ended:
             self._dirty.set()
 
+    def sighted(
+        self,
+        account_id: str,
+        product: Product,
+        instance: str,
+        at: float,
+        summary_of: str | None,
+        match: str,
+        ended: bool,
+    ) -> None:
+        """A sighting another replica's webhooks made (shared_sightings.py), taken as `observe` takes a record.
+
+        `summary_of`: the participant whose summary that replica counted, if the record was a summary.
+        """
+        if account_id not in self._owners:
+            return
+        key = (account_id, product, instance)
+        counted = summary_of is not None
+        summary = counted
+        seen = self._sightings.get(key)
+        if seen is not None:
+            summary, ended, at = summary or seen[1], ended or seen[2], max(at, seen[0])
+        self._sightings[key] = (at, summary, ended)
+        if summary_of is not None:
+            participant = summary_of if product != "session" else f"{summary_of}{_MATCH_SEPARATOR}{match}"
+            self._counted.append(SummaryKey(account_id, product, instance, participant))
+        if seen is None or counted or ended:
+            self._dirty.set()
+
     def wake(self) -> None:
         """Look for due instances now (after a clock jump in tests, or new sightings)."""
         for run in self._runs.values():
@@ -414,7 +443,7 @@ class Poller:
             [SummaryKey(*key, record.participant_id) for record in listing.records],
         )
         for index, record in enumerate(chosen):
-            self._pipeline.ingest(record, "poll")
+            await self._pipeline.ingest_shared(record, "poll")
             if index % 100 == 99:
                 await asyncio.sleep(0)  # a large webinar must not hold the event loop
         for invalid in listing.invalid:

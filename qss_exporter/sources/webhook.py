@@ -215,7 +215,11 @@ class WebhookReceiver:
             )
             return _json(403, {"error": f"{refusal}: this secret token does not deliver events of that account"})
         try:
-            accepted = self._pipeline.ingest(decoded, self._source)
+            pipeline = self._pipeline
+            if pipeline.shared is None:
+                accepted = pipeline.ingest(decoded, self._source)
+            else:  # state.backend: redis, one round trip within state.redis.call_timeout_ms
+                accepted = await pipeline.ingest_shared(decoded, self._source)
         except Exception:
             # A bug, not bad input: 500 makes Zoom retry, so the event is not lost meanwhile.
             log.exception("failed to record %s", decoded.event)

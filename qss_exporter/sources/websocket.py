@@ -35,7 +35,7 @@ from qss_exporter.pipeline import Pipeline
 from qss_exporter.redaction import redact_url
 from qss_exporter.zoom.events import Decoded
 from qss_exporter.zoom.oauth import AccessToken, TokenProvider
-from qss_exporter.zoom.records import InvalidEvent, UnknownEvent, UrlValidation
+from qss_exporter.zoom.records import InvalidEvent, Record, UnknownEvent, UrlValidation
 from qss_exporter.zoom.websocket_frames import (
     HEARTBEAT,
     BuildConnection,
@@ -310,7 +310,10 @@ class WebSocketSource:
         try:
             async for data in websocket:
                 connection.heartbeat_pending = False  # any frame proves the connection alive
-                reason = self._handle(parse_frame(data), connection)
+                frame = parse_frame(data)
+                reason = self._handle(frame, connection)
+                if isinstance(frame, EventMessage) and self._pipeline.shared is not None:
+                    await self._event_shared(frame.event)  # state.backend: redis, one round trip
                 if reason is not None:
                     return reason
         except ConnectionClosed as closed:
@@ -358,7 +361,8 @@ class WebSocketSource:
             messages.inc((account, "message"))
             self._m.last_message.set((account,), self._clock())
             self._establish(connection, "a message")
-            self._event(frame.event)
+            if self._pipeline.shared is None:
+                self._event(frame.event)
         elif isinstance(frame, Heartbeat):
             messages.inc((account, "heartbeat"))
             self._establish(connection, "a heartbeat answer")
@@ -394,6 +398,22 @@ class WebSocketSource:
         self._m.connects.inc((self.settings.account,))
         self._set_connected(True)
         log.info("websocket %s: connected (grant_type=%s)", self.settings.account, self.grant_type)
+
+    async def _event_shared(self, decoded: Decoded) -> None:
+        """`_event` through the state shared with the other replicas (a webhook copy elsewhere counts once)."""
+        if (
+            isinstance(decoded, Record)
+            and self._pipeline.accounts.check((self.settings.account,), decoded.account_id) is None
+        ):
+            try:
+                accepted = await self._pipeline.ingest_shared(decoded, "websocket")
+            except Exception:  # a bug, not bad input: the connection (and the next event) carry on
+                log.exception("websocket %s: failed to record %s", self.settings.account, decoded.event)
+                self._m.events.inc((self.settings.account, "error"))
+                return
+            self._m.events.inc((self.settings.account, "accepted" if accepted else "duplicate"))
+            return
+        self._event(decoded)
 
     def _event(self, decoded: Decoded) -> None:
         account = self.settings.account

@@ -184,6 +184,7 @@ UNCONFIGURED_FAMILY_PREFIXES = (
     "zoom_qss_oauth_",
     "zoom_qss_poll_",
     "zoom_qss_leader",  # one series per pulled source: none without a poller or a WebSocket
+    "zoom_qss_state_shared_up",  # only with state.backend: redis
 )
 
 

@@ -1,0 +1,102 @@
+"""Replicas: one replica's events/s at saturation with `state.backend: redis` (a real redis-server on
+loopback) as a ratio of the same agent with local state, measured in the same run, one after the
+other, with the same wrk script and signed requests (bench/ingest.py's). With Redis every event makes
+one round trip (shared_state.py); the target is 0.7."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.common import Spread, free_port, wait_for_port
+from bench.ingest import SECRETS, _accepted, _agent, _agent_config, _server
+from bench.load import WrkResult, generate_requests, run_wrk
+
+__all__ = ["run"]
+
+
+def _redis(directory: Path, port: int) -> list[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("the replicas benchmark needs redis-server (Debian package redis-server)")
+    return [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(directory),
+    ]
+
+
+def run(smoke: bool = False) -> dict[str, Any]:
+    seconds = 3 if smoke else 10
+    rounds = 1 if smoke else 3
+    with tempfile.TemporaryDirectory() as scratch:
+        directory = Path(scratch)
+        requests = directory / "requests.txt"
+        corpus = generate_requests(requests, 3_000 if smoke else 150_000, SECRETS)
+        local_runs: list[WrkResult] = []
+        redis_runs: list[WrkResult] = []
+        outcomes: list[dict[str, float]] = []
+        for _ in range(rounds):
+            webhook, metrics = free_port(), free_port()
+            with _server(_agent(_agent_config(directory, webhook, metrics)), webhook):
+                wait_for_port(metrics)
+                local_runs.append(run_wrk(f"http://127.0.0.1:{webhook}/zoom/webhook", requests, seconds))
+            port = free_port()
+            redis = subprocess.Popen(_redis(directory, port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                wait_for_port(port)
+                webhook, metrics = free_port(), free_port()
+                # At saturation the event loop's own queue makes a 50 ms call timeout fire (the answer waits
+                # for the loop): measured with 1 s, so that every event takes the Redis path; decisions
+                # made locally all the same are reported.
+                url = f"redis://127.0.0.1:{port}/0"
+                state = f"state: {{backend: redis, redis: {{url: '{url}', call_timeout_ms: 1000}}}}"
+                with _server(_agent(_agent_config(directory, webhook, metrics, state)), webhook):
+                    wait_for_port(metrics)
+                    redis_runs.append(run_wrk(f"http://127.0.0.1:{webhook}/zoom/webhook", requests, seconds))
+                    outcomes.append(_local_decisions(metrics) | _accepted(metrics))
+            finally:
+                redis.terminate()
+                redis.wait(timeout=15)
+        ratios = [r.requests_per_second / lo.requests_per_second for r, lo in zip(redis_runs, local_runs, strict=True)]
+    return {
+        "corpus": corpus,
+        "seconds_per_run": seconds,
+        "local_events_per_second": Spread.of([r.requests_per_second for r in local_runs]).as_dict(),
+        "redis_events_per_second": Spread.of([r.requests_per_second for r in redis_runs]).as_dict(),
+        "ratio_redis_to_local": Spread.of(ratios).as_dict(),
+        "redis_p99_ms": Spread.of([r.p99_ms for r in redis_runs]).as_dict(),
+        "local_p99_ms": Spread.of([r.p99_ms for r in local_runs]).as_dict(),
+        "redis_non_2xx": sum(r.non_2xx for r in redis_runs),
+        "redis_outcomes_per_run": outcomes,
+        "target": {"ratio": 0.7},
+    }
+
+
+def _local_decisions(metrics_port: int) -> dict[str, float]:
+    import httpx
+
+    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).text
+    decisions: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("zoom_qss_state_local_decisions_total{"):
+            decisions["local_" + line.split('"')[1]] = float(line.rsplit(" ", 1)[1])
+    return decisions
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run(smoke="--smoke" in sys.argv), indent=2))  # noqa: T201

@@ -1,0 +1,573 @@
+"""Pipeline state shared by replicas in Redis (`state.backend: redis`): one round trip per event, local fallback.
+
+What is shared, and how (docs/deploy.md "Two replicas with Redis" says it for operators):
+
+* **Dedupe.** An event's dedupe key, digested, is `SET ... NX PX <dedupe window>`: the replica that sets
+  it counts the event, every other replica (a Zoom retry landing elsewhere) sees a duplicate. The local
+  windows keep running too, so a retry that reaches the same replica during a Redis outage is still
+  recognised; an event is a duplicate when either says so.
+* **Enrichment.** A `*_data` event's label values are merged into the participant's entry in Redis (a
+  field a later data event leaves empty keeps the earlier value, as locally) with `PX <enrichment TTL>`;
+  every QoS or summary record reads the entry in the same round trip as its dedupe check, so a local
+  cache would save no round trip; the entry read is put into the local directory, which answers alone
+  while Redis is away.
+* **Activity.** A leave (leave event, summary, data summary) sets an `ended` marker (`PX <activity
+  window>`), a meeting's end a meeting marker; a QoS record reads them, so a leave seen anywhere ends the
+  participant everywhere. Which replica counts a participant in `zoom_qss_active_participants` (and a
+  call in `zoom_qss_phone_active_calls`): the one that received their latest QoS record (it writes
+  itself as the owner); a meeting in `zoom_qss_active_meetings`: the replica whose claim on it holds,
+  taken by a replica that counts one of its participants. `sync` reconciles every few seconds: entries
+  owned elsewhere are forgotten here, ended ones ended. The gauges summed over the replicas are then a
+  single agent's.
+
+Everything the request path asks goes through `check`, one EVALSHA with a per-call timeout in
+milliseconds. When Redis is slow or gone the record is decided from local state (counted in
+`zoom_qss_state_local_decisions_total{reason}`), and for a few seconds the request path does not try
+Redis at all (`down`): `sync` probes it in the background and puts it back. Not Redis Cluster: a script
+touches several participants' keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+from qss_exporter.activity import ActivityTracker
+from qss_exporter.dedupe import digest
+from qss_exporter.enrichment import ParticipantDirectory
+from qss_exporter.redis_client import REDIS_ERRORS, redis_call
+from qss_exporter.store import CounterFamily, GaugeFamily, Store
+from qss_exporter.timekeeping import Timekeeper, record_second
+from qss_exporter.zoom.records import (
+    MeetingEvent,
+    ParticipantInfo,
+    PhoneQosRecord,
+    QosRecord,
+    Record,
+    SummaryRecord,
+)
+
+__all__ = ["LOCAL_DECISION_REASONS", "SharedFamilies", "SharedState", "Verdict", "run_sync", "shared_key"]
+
+log = logging.getLogger(__name__)
+
+# Why a record was decided from local state alone: Redis did not answer within the call timeout, answered
+# with an error (or the connection failed), or was known to be down (not asked: `sync` probes it).
+LOCAL_DECISION_REASONS = ("timeout", "error", "down")
+SYNC_CHUNK = 500  # activity entries reconciled per script call
+SYNC_TIMEOUT_SECONDS = 2.0
+_SEP = "\x1f"  # between label values in an enrichment entry (no label value holds it: vocabulary.py)
+
+# One event's questions. The constants (@D@ dedupe ms, @E@ enrichment ms, @A@ activity ms, @ME@ this
+# replica, @GAP@ Timekeeper.max_gap, @P@ the key prefix) are written into the script, and the keys of a
+# participant are built in it from their ids, so that a call carries few arguments: redis-py's cost per
+# argument, not Redis, limits a replica (bench/replicas.py). Keys: K[1] the event's dedupe key, K[2] the
+# participant's enrichment entry, K[3] their ended marker, K[4] their meeting's ended marker (read by
+# `sync` only: locally a meeting's end ends the participants active then, not later ones), K[5] the
+# activity owner, K[6] their record times, K[7] the replicas holding their first time's records;
+# KEYS[2..] phone samples' dedupe keys. ARGV: 1 mode, 2 now (s), 3 new label values, 4 the record time
+# (s), 5 the participant's activity key (JSON, for releases), 6 their enrichment id, 7 their activity id
+# (or the call's), 8 their meeting's.
+# Modes: q (QoS: read enrichment and markers, own), s (a leave: end, read enrichment), i (data event:
+# merge enrichment), f (data summary: merge and end), m (a meeting's end), c (phone sample), z (phone
+# summary: dedupe each sample), Z (z, and the call ended), e (a phone call's end), o (anything else).
+# Returns {new, enrichment or '', ended, record times before this one (comma-separated), 1 when this
+# replica is to hold the record's time (a first time), sample flags...}.
+_CHECK = """
+local D, E, A, ME, GAP, P = '@D@', '@E@', '@A@', '@ME@', '@GAP@', '@P@'
+local mode = ARGV[1]
+local K = {KEYS[1]}
+if mode == 'c' or mode == 'z' or mode == 'Z' or mode == 'e' then
+  K[3] = P .. 'xc:' .. ARGV[7]
+  K[4] = K[3]
+  K[5] = P .. 'oc:' .. ARGV[7]
+else
+  K[2] = P .. 'e:' .. ARGV[6]
+  K[3] = P .. 'x:' .. ARGV[7]
+  K[4] = P .. 'xm:' .. ARGV[8]
+  K[5] = P .. 'o:' .. ARGV[7]
+  K[6] = P .. 't:' .. ARGV[7]
+  K[7] = P .. 'h:' .. ARGV[7]
+end
+local new = redis.call('SET', KEYS[1], '1', 'NX', 'PX', D)
+if not new then return {0, '', 0, '', 0} end
+local ended = 0
+local times = ''
+local hold = 0
+local function release(gap)
+  for _, holder in ipairs(redis.call('SMEMBERS', K[7])) do
+    if holder ~= ME then
+      redis.call('RPUSH', P .. 'r:' .. holder, ARGV[5] .. '\t' .. gap)
+      redis.call('PEXPIRE', P .. 'r:' .. holder, A)
+    end
+  end
+  redis.call('DEL', K[7])
+end
+if mode == 'q' or mode == 'c' then
+  if redis.call('GET', K[3]) then
+    ended = 1
+  else
+    redis.call('SET', K[5], ME, 'PX', A)
+  end
+  if mode == 'q' then
+    -- The participant's recent record times (timekeeping.py): those before this one are returned, this
+    -- one is added unless within SAME_TIME (2 s) of one held; the newest 8 are kept.
+    times = redis.call('GET', K[6]) or ''
+    local at = tonumber(ARGV[4])
+    local list = {}
+    local same = false
+    for value in string.gmatch(times, '[0-9]+') do
+      local t = tonumber(value)
+      if math.abs(t - at) <= 2 then same = true end
+      list[#list + 1] = t
+    end
+    -- A first time's records are held by the replicas that received them (K[7], a set) until the
+    -- second time arrives: its replica tells them the spacing (a release), as one agent credits it.
+    if #list == 0 or (same and #list == 1 and redis.call('EXISTS', K[7]) == 1) then
+      redis.call('SADD', K[7], ME)
+      redis.call('PEXPIRE', K[7], A)
+      hold = 1
+    elseif not same and #list == 1 and at > list[1] then
+      release(math.min(at - list[1], tonumber(GAP)))
+    end
+    if not same then
+      list[#list + 1] = at
+      table.sort(list)
+      while #list > 8 do table.remove(list, 1) end
+    end
+    redis.call('SET', K[6], table.concat(list, ','), 'PX', A)
+  end
+elseif mode == 's' or mode == 'f' or mode == 'e' or mode == 'Z' then
+  redis.call('SET', K[3], ARGV[2], 'PX', A)
+  if mode ~= 'e' and mode ~= 'Z' then release('end') end
+elseif mode == 'm' then
+  redis.call('SET', K[4], ARGV[2], 'PX', A)
+end
+local entry = ''
+if mode == 'i' or mode == 'f' then
+  local old = {}
+  local stored = redis.call('GET', K[2])
+  if stored then
+    for value in string.gmatch(stored .. '\\31', '([^\\31]*)\\31') do old[#old + 1] = value end
+  end
+  local merged = {}
+  local i = 0
+  for value in string.gmatch(ARGV[3] .. '\\31', '([^\\31]*)\\31') do
+    i = i + 1
+    if value == '' then value = old[i] or 'unknown' end
+    merged[i] = value
+  end
+  entry = table.concat(merged, '\\31')
+  redis.call('SET', K[2], entry, 'PX', E)
+elseif mode == 'q' or mode == 's' then
+  entry = redis.call('GET', K[2]) or ''
+end
+local result = {1, entry, ended, times, hold}
+if mode == 'z' or mode == 'Z' then
+  for k = 2, #KEYS do
+    result[#result + 1] = redis.call('SET', KEYS[k], '1', 'NX', 'PX', D) and 1 or 0
+  end
+end
+return result
+"""
+# Per activity entry, KEYS owner, ended, meeting ended (a triple); ARGV 1 this replica, 2 activity ms.
+# An entry without an owner (expired, or Redis restarted empty) is claimed. Returns per entry 0 (keep),
+# 1 (owned elsewhere: forget here), 2 (ended).
+_SYNC = """
+local result = {}
+for k = 1, #KEYS, 3 do
+  local code = 0
+  if redis.call('GET', KEYS[k + 1]) or redis.call('GET', KEYS[k + 2]) then
+    code = 2
+  else
+    local owner = redis.call('GET', KEYS[k])
+    if not owner then
+      redis.call('SET', KEYS[k], ARGV[1], 'PX', ARGV[2])
+    elseif owner ~= ARGV[1] then
+      code = 1
+    end
+  end
+  result[#result + 1] = code
+end
+return result
+"""
+# KEYS meetings' claims; ARGV 1 this replica, 2 claim ms, 3.. per key 1 (this replica counts a participant
+# of it: claim or keep) or 0 (release if ours). Returns per key 1 when the claim is this replica's.
+_CLAIM = """
+local result = {}
+for k = 1, #KEYS do
+  local holder = redis.call('GET', KEYS[k])
+  local mine = 0
+  if ARGV[k + 2] == '1' then
+    if not holder then
+      redis.call('SET', KEYS[k], ARGV[1], 'PX', ARGV[2])
+      mine = 1
+    elseif holder == ARGV[1] then
+      redis.call('PEXPIRE', KEYS[k], ARGV[2])
+      mine = 1
+    end
+  elseif holder == ARGV[1] then
+    redis.call('DEL', KEYS[k])
+  end
+  result[k] = mine
+end
+return result
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What Redis knows about one record: counted elsewhere, the shared enrichment, ended elsewhere."""
+
+    duplicate: bool
+    enrichment: tuple[str, ...] | None = None
+    ended: bool = False
+    samples: tuple[bool, ...] = ()  # phone summary: per sample, True when it was counted already
+    times: tuple[int, ...] | None = None  # QoS: the participant's record times known before this one
+    hold: bool = False  # QoS: a first time, held here until its successor's replica releases it
+
+
+@dataclass(frozen=True, slots=True)
+class SharedFamilies:
+    up: GaugeFamily
+    local_decisions: CounterFamily
+
+    @classmethod
+    def register(cls, store: Store) -> SharedFamilies:
+        families = cls(
+            store.gauge(
+                "zoom_qss_state_shared_up",
+                "1 while the shared state in Redis answers; 0 while records are decided locally.",
+                (),
+            ),
+            store.counter(
+                "zoom_qss_state_local_decisions_total",
+                "Records decided from this replica's state alone because Redis did not answer in time.",
+                ("reason",),
+            ),
+        )
+        for reason in LOCAL_DECISION_REASONS:
+            families.local_decisions.inc((reason,), 0)
+        return families
+
+
+def shared_key(record: Record) -> str:
+    """`record`'s dedupe key as the replicas share it: the local key's process-independent digest
+    (dedupe.digest; a QoS record's key holds its content itself, not Python's salted hash of it)."""
+    return format(digest(record.dedupe_key), "016x")
+
+
+class SharedState:
+    """The shared part of one replica's pipeline state in Redis; `identity` names this replica there."""
+
+    def __init__(
+        self,
+        client: Redis,
+        families: SharedFamilies,
+        *,
+        key_prefix: str,
+        identity: str,
+        dedupe_window: float,
+        enrichment_ttl: float,
+        activity_window: float,
+        call_timeout: float,
+        retry_seconds: float,
+        max_gap: float = 120.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._m = families
+        self._p = key_prefix
+        self.identity = identity
+        self._dedupe_ms = str(max(1, round(dedupe_window * 1000)))
+        self._enrichment_ms = str(max(1, round(enrichment_ttl * 1000)))
+        self._enrichment_ttl = enrichment_ttl
+        self._activity_ms = str(max(1, round(activity_window * 1000)))
+        self._timeout = call_timeout
+        # `sync` runs in the background, with bigger scripts: a slow answer there must not count as an outage.
+        self._sync_timeout = max(SYNC_TIMEOUT_SECONDS, call_timeout * 4)
+        self._retry = retry_seconds
+        self._max_gap = max_gap
+        self._clock = clock
+        self._check_text = (
+            _CHECK.replace("@D@", self._dedupe_ms)
+            .replace("@E@", self._enrichment_ms)
+            .replace("@A@", self._activity_ms)
+            .replace("@ME@", identity)
+            .replace("@GAP@", str(max_gap))
+            .replace("@P@", key_prefix)
+        )
+        self._check = client.register_script(self._check_text)
+        # Checks asked in one event-loop iteration go to Redis together, in one pipeline (`_batched`).
+        self._batch: list[tuple[list[str], list[str | int], asyncio.Future[Any]]] = []
+        self._sending: set[asyncio.Task[None]] = set()
+        self._sync = client.register_script(_SYNC)
+        self._claim = client.register_script(_CLAIM)
+        self._down_until = 0.0  # time.monotonic() before which the request path does not ask Redis
+        self._lost = False  # a call failed since the last successful sync
+        self._claimed: set[tuple[str, ...]] = set()  # meetings this replica claimed at the last sync
+        self._decisions = {reason: families.local_decisions.handle((reason,)) for reason in LOCAL_DECISION_REASONS}
+        families.up.set((), 1)
+
+    @property
+    def lost(self) -> bool:
+        """A call failed since the last successful sync (the state is being caught up)."""
+        return self._lost
+
+    @property
+    def up(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _local(self, reason: str) -> None:
+        self._decisions[reason].add(1.0, self._clock())
+
+    def _failed(self, error: BaseException) -> None:
+        if self.up:
+            log.warning("state: Redis did not answer (%s); deciding from local state until it does", error or "timeout")
+        self._down_until = time.monotonic() + self._retry
+        self._lost = True
+        self._m.up.set((), 0)
+
+    async def check(self, record: Record, directory: ParticipantDirectory, account: str) -> Verdict | None:
+        """Ask Redis about `record` in one round trip; None when it cannot answer now (decide locally)."""
+        if not self.up:
+            self._local("down")
+            return None
+        p = self._p
+        dedupe = f"{p}d:{shared_key(record)}"
+        values = who = entry = activity = meeting = ""
+        made = 0
+        samples: list[str] = []
+        if isinstance(record, QosRecord | SummaryRecord | ParticipantInfo | MeetingEvent):
+            # Activity is keyed by the account label (the gauges' label), enrichment by the Zoom account id.
+            meeting = f"{account}|{record.product}|{record.instance}"
+            activity = f"{meeting}|{record.participant_id}"
+            entry = f"{record.account_id}|{record.instance}|{record.participant_id}"
+            who = orjson.dumps([account, record.product, record.instance, record.participant_id]).decode()
+            if isinstance(record, QosRecord):
+                mode = "q"
+                made = record_second(record.record_time if record.record_time is not None else self._clock())
+            elif isinstance(record, SummaryRecord):
+                mode = "s"
+            elif isinstance(record, ParticipantInfo):
+                mode = "f" if record.final else "i"
+                known = directory.known(record, self._clock())
+                values = _SEP.join(value or "" for value in known)
+            else:
+                mode = {"left": "s", "ended": "m"}.get(record.kind, "o")
+        elif isinstance(record, PhoneQosRecord):
+            activity = f"{account}|{record.call_id}"
+            if record.event == "phone.call_qos_summary":
+                mode = "Z" if record.ended else "z"
+                call_id, account_id = record.call_id, record.account_id
+                samples = [
+                    f"{p}d:{digest(('phone.call_qos', account_id, call_id, s.leg, s.direction, s.sample_time))}"
+                    for s in record.samples
+                ]
+            elif record.ended:
+                mode = "e"
+            else:
+                mode = "c"
+        else:
+            mode = "o"
+        args: list[str | int] = [mode, int(self._clock()), values, made, who, entry, activity, meeting]
+        try:
+            reply = await self._batched([dedupe, *samples], args)
+        except TimeoutError as error:
+            self._failed(error)
+            self._local("timeout")
+            return None
+        except REDIS_ERRORS as error:
+            self._failed(error)
+            self._local("error")
+            return None
+        new, entry, ended, times, hold, *flags = reply
+        if not new:
+            return Verdict(True)
+        held = None
+        if mode == "q":
+            text = times.decode() if isinstance(times, bytes) else str(times)
+            held = tuple(int(value) for value in text.split(",") if value)
+        text = entry.decode() if isinstance(entry, bytes) else str(entry)
+        enrichment = tuple(text.split(_SEP)) if text else None
+        if enrichment is not None and len(enrichment) != len(directory.labels):
+            enrichment = None  # written by a replica with other labels enabled: not ours to use
+        return Verdict(False, enrichment, bool(ended), tuple(not flag for flag in flags), held, bool(hold))
+
+    async def _batched(self, keys: list[str], args: list[str | int]) -> Any:
+        """The check script's reply for `keys`, `args`, sent with every other check of this loop iteration.
+
+        One pipeline per iteration instead of one command per event: redis-py's per-command cost, not
+        Redis, limits a replica (bench/replicas.py). The caller waits at most the call timeout; the batch
+        runs in a task of its own, so that no caller's cancellation or timeout stops it half-way.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._batch.append((keys, args, future))
+        if len(self._batch) == 1:
+            loop.call_soon(self._send_batch)
+        done, _ = await asyncio.wait({future}, timeout=self._timeout)
+        if not done:
+            raise TimeoutError(f"no answer from Redis within {self._timeout * 1000:g} ms")
+        return future.result()
+
+    def _send_batch(self) -> None:
+        batch, self._batch = self._batch, []
+        task = asyncio.ensure_future(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[tuple[list[str], list[str | int], asyncio.Future[Any]]]) -> None:
+        try:
+            replies = await self._pipeline(batch)
+            if any(isinstance(reply, NoScriptError) for reply in replies):  # Redis restarted: load it again
+                await self._client.script_load(self._check_text)
+                replies = await self._pipeline(batch)
+        except REDIS_ERRORS as error:
+            replies = [error] * len(batch)
+        for (_, _, future), reply in zip(batch, replies, strict=True):
+            if future.done():
+                continue  # its caller gave up (timeout)
+            if isinstance(reply, BaseException):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+    async def _pipeline(self, batch: list[tuple[list[str], list[str | int], asyncio.Future[Any]]]) -> list[Any]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for keys, args, _ in batch:
+                pipe.evalsha(self._check.sha, len(keys), *keys, *args)
+            return list(await pipe.execute(raise_on_error=False))
+
+    async def sync(
+        self,
+        participants: ActivityTracker,
+        calls: ActivityTracker,
+        timekeeper: Timekeeper | None = None,
+        directory: ParticipantDirectory | None = None,
+    ) -> bool:
+        """Reconcile local activity with the other replicas' (module docstring); False when Redis did not answer.
+
+        Also the probe that brings the request path back to Redis after an outage.
+        """
+        p = self._p
+        try:
+            if self._lost and directory is not None:
+                await self._restore_directory(directory)
+            if timekeeper is not None:
+                await self._releases(timekeeper)
+            entries = participants.counted()
+            for start in range(0, len(entries), SYNC_CHUNK):
+                chunk = entries[start : start + SYNC_CHUNK]
+                keys: list[str] = []
+                for account, product, instance, participant in chunk:
+                    meeting = f"{account}|{product}|{instance}"
+                    who = f"{meeting}|{participant}"
+                    keys += [f"{p}o:{who}", f"{p}x:{who}", f"{p}xm:{meeting}"]
+                codes = await redis_call(
+                    self._sync(keys=keys, args=[self.identity, self._activity_ms]), self._sync_timeout
+                )
+                self._apply(participants, chunk, codes, timekeeper)
+            entries = calls.counted()
+            for start in range(0, len(entries), SYNC_CHUNK):
+                chunk = entries[start : start + SYNC_CHUNK]
+                keys = []
+                for account, call_id in chunk:
+                    call = f"{account}|{call_id}"
+                    keys += [f"{p}oc:{call}", f"{p}xc:{call}", f"{p}xc:{call}"]
+                codes = await redis_call(
+                    self._sync(keys=keys, args=[self.identity, self._activity_ms]), self._sync_timeout
+                )
+                self._apply(calls, chunk, codes)
+            await self._claim_meetings(participants)
+        except REDIS_ERRORS as error:
+            self._failed(error)
+            return False
+        if self._lost:
+            log.info("state: Redis answers again; sharing resumes")
+        self._lost = False
+        self._down_until = 0.0
+        self._m.up.set((), 1)
+        return True
+
+    async def _restore_directory(self, directory: ParticipantDirectory) -> None:
+        """After an outage: give Redis the enrichment this replica holds (data events it received meanwhile;
+        all of it if Redis restarted empty). An entry Redis has already is kept (SET NX)."""
+        now = self._clock()
+        entries = directory.entries()
+        for start in range(0, len(entries), SYNC_CHUNK):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for (account_id, instance, participant_id), updated, values in entries[start : start + SYNC_CHUNK]:
+                    left = max(1, round((self._enrichment_ttl - (now - updated)) * 1000))
+                    key = f"{self._p}e:{account_id}|{instance}|{participant_id}"
+                    pipe.set(key, _SEP.join(values), nx=True, px=left)
+                await redis_call(pipe.execute(), self._sync_timeout)
+
+    async def _releases(self, timekeeper: Timekeeper) -> None:
+        """Credit the first times held here whose successor (or leave) reached another replica."""
+        key = f"{self._p}r:{self.identity}"
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.lrange(key, 0, -1)
+            pipe.delete(key)
+            items, _ = await redis_call(pipe.execute(), self._sync_timeout)
+        for item in items:
+            text = item.decode() if isinstance(item, bytes) else str(item)
+            who, _, gap = text.rpartition("\t")
+            participant = tuple(orjson.loads(who))
+            if gap == "end":
+                timekeeper.end(participant)
+            else:
+                timekeeper.release(participant, float(gap), self._clock())
+
+    def _apply(
+        self,
+        tracker: ActivityTracker,
+        chunk: Sequence[tuple[str, ...]],
+        codes: Sequence[int],
+        timekeeper: Timekeeper | None = None,
+    ) -> None:
+        now = self._clock()
+        for key, code in zip(chunk, codes, strict=True):
+            if code == 1:
+                tracker.forget(key)
+            elif code == 2:
+                tracker.end(key, now)
+                if timekeeper is not None:
+                    timekeeper.end(key)
+
+    async def _claim_meetings(self, participants: ActivityTracker) -> None:
+        """Claim the meetings this replica counts a participant of; release the others it claimed."""
+        counted = {key[:3] for key in participants.counted()}
+        meetings = sorted(counted | self._claimed)
+        claimed: set[tuple[str, ...]] = set()
+        for start in range(0, len(meetings), SYNC_CHUNK):
+            chunk = meetings[start : start + SYNC_CHUNK]
+            keys = [f"{self._p}m:{account}|{product}|{instance}" for account, product, instance in chunk]
+            wanted = ["1" if meeting in counted else "0" for meeting in chunk]
+            claim_ms = str(max(1, round(self._retry * 3000)))  # a dead replica's claims go within 3 syncs
+            mine = await redis_call(self._claim(keys=keys, args=[self.identity, claim_ms, *wanted]), self._sync_timeout)
+            claimed |= {meeting for meeting, flag in zip(chunk, mine, strict=True) if flag}
+        self._claimed = claimed
+        participants.uncounted = counted - claimed
+
+
+async def run_sync(
+    shared: SharedState,
+    participants: ActivityTracker,
+    calls: ActivityTracker,
+    timekeeper: Timekeeper,
+    directory: ParticipantDirectory,
+    every: float,
+) -> None:
+    """Reconcile every `every` seconds, and sooner while Redis is down (to notice its return)."""
+    while True:
+        await shared.sync(participants, calls, timekeeper, directory)
+        await asyncio.sleep(min(every, 0.5) if shared.lost else every)
