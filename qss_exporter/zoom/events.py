@@ -271,6 +271,32 @@ def _realtime(
                 grades.append(grade)
         if "avg_rssi" in details:
             rssi = parts.rssi(fields, unmeasured)
+    return realtime_record(
+        event, product, account_id, instance, participant_id, event_ts, identity,
+        seen, latest, streams, grades, cpu, rssi, notifications, errors, unmeasured,
+    )  # fmt: skip
+
+
+def realtime_record(
+    event: str,
+    product: Product,
+    account_id: str,
+    instance: str,
+    participant_id: str,
+    event_ts: int | None,
+    identity: ParticipantIdentity,
+    seen: dict[str, None],
+    latest: str,
+    streams: list[StreamSample],
+    grades: list[QualityGrade],
+    cpu: CpuUsage | None,
+    rssi: float | None,
+    notifications: list[str],
+    errors: list[ParseError],
+    unmeasured: list[str],
+) -> QosRecord:
+    """A real-time QoS record from what an event's entries gave: the one builder of both decoders
+    (here and zoom/typed.py), so that their records and dedupe keys cannot drift apart."""
     # The record's identity is its content (issue 12): Zoom may send a participant's minute as one event
     # per QoS type, all with the same event_ts and date_time. The entry types, the latest time and the
     # values read from the entries (normalised: "41 kbps" and "41kbps" are one value), in Zoom's order,

@@ -24,7 +24,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 from qss_exporter.zoom import entries as parts
 from qss_exporter.zoom import measured
 from qss_exporter.zoom import vocabulary as vocab
-from qss_exporter.zoom.events import Decoded, decode
+from qss_exporter.zoom.events import Decoded, decode, realtime_record
 from qss_exporter.zoom.records import (
     NO_IDENTITY,
     CpuUsage,
@@ -45,7 +45,6 @@ from qss_exporter.zoom.values import (
     identifier,
     parse_cache,
     text_of,
-    timestamp_seconds,
     value_of,
 )
 
@@ -368,26 +367,7 @@ def _record(
                 grades.append(grade)
         if details.avg_rssi is not UNSET:
             rssi = _rssi(details, errors, unmeasured)
-    # The content key exactly as events.py `_realtime` makes it (issue 12): the content itself, digested
-    # stably by dedupe.digest (Python's hash is salted per process; a saved history must match, issue 13).
-    content = (tuple(seen), latest, tuple(streams), tuple(grades), cpu, rssi, tuple(notifications))
-    key = (event, account_id, instance, participant_id, content, 0 if latest else event_ts or 0)
-    event_time = event_ts / 1000.0 if event_ts is not None else None
-    return QosRecord(
-        event,
-        account_id,
-        product,
-        instance,
-        participant_id,
-        event_time,
-        key,
-        tuple(streams),
-        tuple(grades),
-        cpu,
-        rssi,
-        tuple(notifications),
-        tuple(errors),
-        identity,
-        tuple(unmeasured),
-        event_time if event_time is not None else timestamp_seconds(latest) if latest else None,
-    )
+    return realtime_record(
+        event, product, account_id, instance, participant_id, event_ts, identity,
+        seen, latest, streams, grades, cpu, rssi, notifications, errors, unmeasured,
+    )  # fmt: skip
