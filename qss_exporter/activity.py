@@ -82,11 +82,11 @@ class ActivityTracker:
         return {"keys": list(seen), "seen": list(seen.values()), "ended": list(ended), "ended_at": list(ended.values())}
 
     def restore(self, data: Mapping[str, Any]) -> None:
-        """Take back a `snapshot()` (tuples may come back as lists); newer activity held already wins."""
+        """Take back a `snapshot()`; newer activity held already wins."""
         for key, at in zip(data["ended"], data["ended_at"], strict=True):
-            self._ended.setdefault(tuple(key), float(at))
+            self._ended.setdefault(key, float(at))
         for key, (at, labels) in zip(data["keys"], data["seen"], strict=True):
-            self.touch(tuple(key), float(at), tuple(labels))
+            self.touch(key, float(at), labels)
 
     def expire(self, now: float) -> int:
         cutoff = now - self.window

@@ -188,10 +188,9 @@ class ParticipantHistory:
         return {"keys": list(self._histories), "records": list(self._histories.values())}
 
     def restore(self, data: Mapping[str, Any]) -> None:
-        """Take back a `snapshot()` (participants as lists or tuples); what this history holds already stays."""
+        """Take back a `snapshot()`; what this history holds already stays."""
         histories = self._histories
-        for participant, packed in zip(data["keys"], data["records"], strict=True):
-            key = tuple(participant)
+        for key, packed in zip(data["keys"], data["records"], strict=True):
             if len(packed) % _RECORD_BYTES or key in histories:
                 continue
             histories[key] = bytearray(packed)

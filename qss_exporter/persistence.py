@@ -160,8 +160,9 @@ def decode(data: bytes) -> dict[str, Any]:
     if len(body) != length or zlib.crc32(body) != crc:
         raise StateError("corrupt", "the checksum does not match (a cut or damaged file)")
     try:
-        # strict_map_key off: snapshots have tuple-free string keys only, but a map key may be any str.
-        decoded = msgpack.unpackb(body, raw=False, strict_map_key=False)
+        # Arrays come back as tuples: the keys and label sets in the snapshots are tuples and stay usable
+        # as such; the parts read the rest as sequences. strict_map_key off: a map key may be any str.
+        decoded = msgpack.unpackb(body, raw=False, strict_map_key=False, use_list=False)
     except (ValueError, msgpack.UnpackException) as error:
         raise StateError("corrupt", f"the body does not decode: {error}") from None
     if not isinstance(decoded, dict) or not isinstance(decoded.get("parts"), dict):

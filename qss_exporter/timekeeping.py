@@ -176,23 +176,18 @@ class Timekeeper:
         }
 
     def restore(self, data: Mapping[str, Any]) -> None:
-        """Take back a `snapshot()` (tuples may come back as lists); participants held already stay as they are."""
+        """Take back a `snapshot()`; participants held already stay as they are."""
         swap = data["byteorder"] != sys.byteorder
-        for key, packed in zip(data["keys"], data["times"], strict=True):
-            participant = _tuple(key)
+        for participant, packed in zip(data["keys"], data["times"], strict=True):
             state = array("I")
             state.frombytes(packed)
             if swap:
                 state.byteswap()
             if len(state) > _TIMES and participant not in self._times:
                 self._times[participant] = state
-        for key, held in zip(data["held_keys"], data["held"], strict=True):
-            participant = _tuple(key)
+        for participant, held in zip(data["held_keys"], data["held"], strict=True):
             if participant in self._times and participant not in self._held:
-                contents: list[Content] = [
-                    (tuple(tuple(s) for s in streams), tuple(tuple(g) for g in grades)) for streams, grades in held
-                ]
-                self._held[participant] = [self._compact(content) for content in contents]
+                self._held[participant] = [self._compact(content) for content in held]
 
     def hint(self, key: Hashable, times: Sequence[int], now: float) -> None:
         """Record times of participant `key` that other replicas received (shared_state.py), credited there."""
@@ -245,11 +240,6 @@ class Timekeeper:
 
 _LAST_SECOND = 2**32 - 1
 _LABELS_MAX = 16_384
-
-
-def _tuple(key: Any) -> Hashable:
-    """A key as it was: persisted tuples come back as lists."""
-    return tuple(key) if isinstance(key, list) else key
 
 
 def record_second(moment: float) -> int:

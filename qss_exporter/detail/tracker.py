@@ -179,7 +179,7 @@ class DetailTracker:
         """Take back a `snapshot()`: what this tracker learned since the start stays."""
         context = self.context
         for mkey, number, topic, names, seen, label in data["meetings"]:
-            m = context.meeting((mkey[0], mkey[1], mkey[2]), float(seen))
+            m = context.meeting(mkey, float(seen))
             if number:
                 context.note_number(m, number)
             elif not m.number:
@@ -189,7 +189,7 @@ class DetailTracker:
             if self.settings.plain_participant_name:
                 m.names = {**names, **m.names}
         for key, at in data["left"]:
-            self._left.setdefault((key[0], key[1], key[2], key[3]), float(at))
+            self._left.setdefault(key, float(at))
 
     def register(self, store: Store, clock: Callable[[], float]) -> None:
         """The detail families on `store` (callbacks: computed from these tables at each scrape or export)."""
