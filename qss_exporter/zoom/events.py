@@ -305,7 +305,8 @@ def realtime_record(
     # values apart. The content itself, not Python's `hash` of it: that is salted per process, and the
     # dedupe history digests the whole key the same way in every process (dedupe.digest), so that it
     # survives a restart (issue 13).
-    content = (tuple(seen), latest, tuple(streams), tuple(grades), cpu, rssi, tuple(notifications))
+    stream_values, grade_values, note_values = tuple(streams), tuple(grades), tuple(notifications)
+    content = (tuple(seen), latest, stream_values, grade_values, cpu, rssi, note_values)
     key = (event, account_id, instance, participant_id, content, 0 if latest else event_ts or 0)
     event_time = event_ts / 1000.0 if event_ts is not None else None
     return QosRecord(
@@ -316,11 +317,11 @@ def realtime_record(
         participant_id,
         event_time,
         key,
-        tuple(streams),
-        tuple(grades),
+        stream_values,
+        grade_values,
         cpu,
         rssi,
-        tuple(notifications),
+        note_values,
         tuple(errors),
         identity,
         tuple(unmeasured),

@@ -146,6 +146,7 @@ _ratio: _Lookup = parse_cache("zoom_avg_cpu_usage").get  # the three CPU fields 
 _score: _Lookup = parse_cache("quality_score").get
 _dbm: _Lookup = parse_cache("avg_rssi").get
 _QUALITIES = vocab.QUALITIES
+_MEDIA_OF_TYPE = vocab.MEDIA_OF_TYPE
 _NO_CPU = CpuUsage(None, None, None)
 
 
@@ -228,7 +229,7 @@ def _cpu(details: _Details, errors: list[ParseError], unmeasured: list[str]) -> 
 
 
 def _grade(kind: str, details: _Details, errors: list[ParseError], unmeasured: list[str]) -> QualityGrade | None:
-    media = vocab.media_of_type(kind)
+    media = _MEDIA_OF_TYPE.get(kind)
     if media is None:
         return None
     raw = details.quality

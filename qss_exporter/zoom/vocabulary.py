@@ -13,6 +13,7 @@ from qss_exporter.zoom.records import Media, Quality
 __all__ = [
     "CLIENT_OS_VALUES",
     "DATA_CENTERS",
+    "MEDIA_OF_TYPE",
     "NETWORK_TYPES",
     "NOTIFICATIONS",
     "PHONE_DIRECTIONS",
@@ -44,6 +45,12 @@ def _stream_types() -> dict[str, tuple[Media, str, str]]:
 # QoS `type` -> (media, direction, path): the 18 media types of REFERENCE.md §1.6.
 STREAM_TYPES: Final = _stream_types()
 
+# QoS `type` -> the media it speaks about, for every type that has one (media_of_type, read inline).
+MEDIA_OF_TYPE: Final[dict[str, Media]] = {
+    **{kind: stream[0] for kind, stream in STREAM_TYPES.items()},
+    **{f"{prefix}_quality": media for prefix, media in _MEDIA.items()},
+}
+
 QUALITIES: Final[dict[str, Quality]] = {"good": "good", "fair": "fair", "poor": "poor", "bad": "bad"}
 PHONE_LEGS: Final = frozenset({"caller", "callee"})
 PHONE_DIRECTIONS: Final = frozenset({"sending", "receiving"})
@@ -51,12 +58,7 @@ PHONE_DIRECTIONS: Final = frozenset({"sending", "receiving"})
 
 def media_of_type(kind: object) -> Media | None:
     """The media a QoS entry type speaks about: `audio_quality` and `audio_input` -> audio."""
-    if not isinstance(kind, str):
-        return None
-    stream = STREAM_TYPES.get(kind)
-    if stream is not None:
-        return stream[0]
-    return _MEDIA.get(kind.removesuffix("_quality")) if kind.endswith("_quality") else None
+    return MEDIA_OF_TYPE.get(kind) if isinstance(kind, str) else None
 
 
 _NETWORK_TYPES: Final = {

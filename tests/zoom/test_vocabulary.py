@@ -83,3 +83,35 @@ def test_the_closed_sets_are_what_the_functions_can_return() -> None:
     )
     assert len(vocab.CLIENT_OS_VALUES) == 10
     assert {"network_bandwidth_low", "internet_connection_unstable", "other"} == vocab.NOTIFICATIONS
+
+
+@pytest.mark.parametrize(
+    ("kind", "media"),
+    [
+        ("audio_input", "audio"),
+        ("video_device_to_rwg", "video"),
+        ("as_output", "share"),
+        ("audio_quality", "audio"),
+        ("video_quality", "video"),
+        ("as_quality", "share"),
+        ("share_quality", None),  # Zoom says `as_`, not `share_`
+        ("audio_input_quality", None),
+        ("cpu_usage", None),
+        ("_quality", None),
+        ("", None),
+        (None, None),
+        (["audio_input"], None),
+    ],
+)
+def test_media_of_type(kind: object, media: str | None) -> None:
+    assert vocab.media_of_type(kind) == media
+
+
+@given(st.text(max_size=30))
+def test_media_of_type_is_the_table(kind: str) -> None:
+    """The table the typed path reads inline answers exactly as the function, for any text."""
+    assert vocab.MEDIA_OF_TYPE.get(kind) == vocab.media_of_type(kind)
+    expected: str | None = vocab.STREAM_TYPES[kind][0] if kind in vocab.STREAM_TYPES else None
+    if expected is None and kind.endswith("_quality"):
+        expected = {"audio": "audio", "video": "video", "as": "share"}.get(kind.removesuffix("_quality"))
+    assert vocab.media_of_type(kind) == expected
