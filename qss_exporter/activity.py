@@ -5,8 +5,8 @@ data-summary event, or a call's end) removes it at once, and a late redelivered 
 participant who already left does not bring them back.
 
 Times are held in whole seconds, rounded up (an entry is never judged inactive early), as one shared
-int object per second: with the labels in a second dict, that is ~40 bytes less per entry than a
-`(float, labels)` tuple (bench/memory.py).
+int object per second (seconds.py): with the labels in a second dict, that is ~40 bytes less per
+entry than a `(float, labels)` tuple (bench/memory.py).
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from qss_exporter.seconds import SharedSeconds
 from qss_exporter.store import Sample
 
 __all__ = ["ActivityTracker"]
 
 Key = tuple[str, ...]
-
-_SECONDS_MAX = 4096  # distinct seconds shared at a time (the cache is cleared when full)
 
 
 class ActivityTracker:
@@ -34,7 +33,7 @@ class ActivityTracker:
         self._seen: dict[Key, int] = {}
         self._labels: dict[Key, tuple[str, ...]] = {}
         self._ended: dict[Key, int] = {}
-        self._seconds: dict[int, int] = {}
+        self._second = SharedSeconds()
         # Thousands of entries share a handful of label sets: keep one tuple of each.
         self._label_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
         # Key prefixes `count_distinct` leaves to another replica (shared_state.py: meetings claimed elsewhere).
@@ -42,17 +41,6 @@ class ActivityTracker:
 
     def __len__(self) -> int:
         return len(self._seen)
-
-    def _second(self, moment: float) -> int:
-        """`moment` rounded up to a whole second, as the one int object held for that second."""
-        second = -int(-moment // 1)
-        seconds = self._seconds
-        shared = seconds.get(second)
-        if shared is None:
-            if len(seconds) >= _SECONDS_MAX:
-                seconds.clear()
-            shared = seconds[second] = second
-        return shared
 
     def touch(self, key: Key, at: float, labels: tuple[str, ...]) -> None:
         """Record activity of `key` at time `at`, to be counted under `labels`."""
