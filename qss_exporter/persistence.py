@@ -67,8 +67,8 @@ FILE_NAME = "pipeline-state.bin"
 LOCK_NAME = "pipeline-state.lock"
 MAGIC = b"qss-exporter/st\n"  # 16 bytes
 SCHEMA = 2  # raise it when a part's snapshot changes shape; a file of a newer one is set aside
-# 2: the dedupe history is keyed by participant bucket (dedupe.participant_bucket); a schema 1 file is
-# still taken back (its tuples of ids are turned into buckets).
+# 2: the dedupe history is keyed by participant bucket (dedupe.participant_bucket), activity and
+# enrichment save their times and labels in columns; each part still takes a schema 1 snapshot back.
 _HEADER = struct.Struct(">IQI")  # schema, body length, CRC-32 of the body
 
 # Parts whose snapshots hold label values that include the enrichment labels: restored only when the
