@@ -159,6 +159,7 @@ class ParticipantDirectory:
             restored[key] = self._label_sets.setdefault(mapped, mapped)
         for key in self._updated:  # entries learned since the start are newer: they stay, last in order
             updated.pop(key, None)
+            restored.pop(key, None)
         updated.update(self._updated)
         restored.update(self._values)
         excess = max(0, len(updated) - self._max_entries)
@@ -205,15 +206,17 @@ class ParticipantDirectory:
     def put(self, key: tuple[str, str, str], values: tuple[str, ...], now: float) -> tuple[str, ...]:
         """Hold `values` for participant `key` (account id, instance, participant id): a data event's, or
         the shared directory's (shared_state.py)."""
-        updated = self._updated
+        updated, held = self._updated, self._values
+        # Only the update order is re-inserted (re-inserting into both grew the dicts more, by tracemalloc,
+        # than the key tuple the two then hold apart for a participant updated twice).
         updated.pop(key, None)
         # Thousands of participants share a handful of label combinations: keep one tuple of each.
         values = self._label_sets.setdefault(values, values)
         updated[key] = self._second(now)
-        self._values[key] = values
+        held[key] = values
         if len(updated) > self._max_entries:
             oldest = next(iter(updated))
-            del updated[oldest], self._values[oldest]
+            del updated[oldest], held[oldest]
             self.evicted += 1
         return values
 

@@ -127,3 +127,11 @@ def test_participant_history_takes_back_a_schema_1_snapshot_keyed_by_ids() -> No
     again.restore(history.snapshot())
     assert again.seen(("acct", "m", "bob"), ("qos", 1), 300.0)
     assert len(again) == 2
+
+
+def test_a_participant_id_with_a_lone_surrogate_has_a_history_too() -> None:
+    history = ParticipantHistory(window=7200, max_entries=1000)
+    odd = ("acct", "m", "\ud800")
+    assert participant_bucket(odd) != participant_bucket(("acct", "m", "\ud801"))
+    assert not history.seen(odd, ("qos", 1), 0.0)
+    assert history.seen(odd, ("qos", 1), 60.0)
