@@ -128,6 +128,8 @@ def _case(lines: IO[bytes], sample_every: int, trace_from: int = 0) -> dict[str,
                     "series": agent.store.series_count,
                 }
             )
+            # As it goes, for a long soak to be watched (and its samples kept if it is stopped).
+            print(json.dumps(samples[-1]), file=sys.stderr, flush=True)  # noqa: T201
     if snapshots:
         gc.collect()
         traced = {"traced_from_minute": trace_from, "growth": _growth(snapshots[0], tracemalloc.take_snapshot())}
@@ -155,11 +157,12 @@ def _subprocess(
     if streamed:
         generate = [*command, "--generate", str(participants), str(minutes), "-"]
         with subprocess.Popen(generate, stdout=subprocess.PIPE) as generator:
-            out = subprocess.run(case, stdin=generator.stdout, capture_output=True, text=True, timeout=timeout)
+            # The case's samples go on to this process's stderr as they come.
+            out = subprocess.run(case, stdin=generator.stdout, stdout=subprocess.PIPE, text=True, timeout=timeout)
             assert generator.stdout is not None
             generator.stdout.close()
         if generator.returncode or out.returncode:
-            raise RuntimeError(f"soak failed ({generator.returncode}, {out.returncode}): {out.stderr[-2000:]}")
+            raise RuntimeError(f"soak failed (generator {generator.returncode}, case {out.returncode}): see stderr")
         return {"participants": participants, "streamed": True, **json.loads(out.stdout)}
     with tempfile.TemporaryDirectory() as scratch:
         events = Path(scratch) / "events.tsv"
