@@ -6,6 +6,8 @@ participants touched within the same second share one int here instead (bench/me
 
 from __future__ import annotations
 
+from math import ceil
+
 __all__ = ["SharedSeconds"]
 
 
@@ -18,11 +20,10 @@ class SharedSeconds:
         self._held: dict[int, int] = {}
 
     def __call__(self, moment: float) -> int:
-        second = -int(-moment // 1)
-        held = self._held
-        shared = held.get(second)
+        second = ceil(moment)
+        shared = self._held.get(second)
         if shared is None:
-            if len(held) >= self._limit:
-                held.clear()
-            shared = held[second] = second
+            if len(self._held) >= self._limit:
+                self._held.clear()
+            shared = self._held[second] = second
         return shared
