@@ -5,9 +5,12 @@ Each case runs in a fresh process. Events come from the demo simulator and go th
 decoder and pipeline with a simulated clock, so hours of traffic take a minute or two; webhook
 HTTP handling keeps no per-participant state, so it is left out here.
 
-`python -m bench.memory --trace-soak 2000` runs the soak with that many participants under
+The soak's events (~9 GB of lines at 10k participants over 400 minutes) are piped from the
+simulator's process as they are made, never written to disk. `python -m bench.memory --soak` runs the
+soak alone; `python -m bench.memory --trace-soak 2000` runs it with that many participants under
 tracemalloc instead (slower; its RSS figures include tracemalloc's own): the allocations that grew
-between minute 200 and the end, by file:line, which is how the soak's drift is found rather than guessed."""
+between minute 340 and the end, by file:line, which is how the soak's drift is found rather than
+guessed."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from bench.common import Spread
 
@@ -27,7 +30,7 @@ __all__ = ["run"]
 
 SOAK_MINUTES = 400
 SOAK_STEADY_MINUTES = 60
-TRACE_FROM_MINUTE = 200
+TRACE_FROM_MINUTE = SOAK_MINUTES - SOAK_STEADY_MINUTES
 
 
 def _rss() -> int:
@@ -43,17 +46,18 @@ class _Clock:
         return self.now
 
 
-def _generate(participants: int, minutes: int, path: Path) -> None:
+def _generate(participants: int, minutes: int, out: IO[bytes]) -> None:
     """Simulator output as lines "<simulated time>\t<body>", made in its own process so that the
-    simulator's own memory does not count against the agent's."""
+    simulator's own memory does not count against the agent's. `out` is a file, or the pipe the case
+    reads from as the lines are made (the 10k x 400-minute soak is ~9 GB of lines: never on disk)."""
     from qss_exporter.demo.simulator import Simulator, default_accounts
 
     simulator = Simulator(default_accounts(), size=participants, seed=5, start=time.time())
-    with path.open("wb") as out:
-        for _ in range(minutes):
-            for emitted in simulator.advance(60):
-                out.write(f"{simulator.now:.3f}\t".encode() + emitted.body + b"\n")
-            out.write(f"{simulator.now:.3f}\tMINUTE\n".encode())
+    for _ in range(minutes):
+        for emitted in simulator.advance(60):
+            out.write(f"{simulator.now:.3f}\t".encode() + emitted.body + b"\n")
+        out.write(f"{simulator.now:.3f}\tMINUTE\n".encode())
+    out.flush()
 
 
 def _growth(first: Any, last: Any, top: int = 25) -> list[dict[str, Any]]:
@@ -70,16 +74,18 @@ def _growth(first: Any, last: Any, top: int = 25) -> list[dict[str, Any]]:
     ]
 
 
-def _case(path: Path, sample_every: int, trace_from: int = 0) -> dict[str, Any]:
+def _case(lines: IO[bytes], sample_every: int, trace_from: int = 0) -> dict[str, Any]:
+    import tracemalloc
+
     from qss_exporter.app import Agent
     from qss_exporter.config import config_from_mapping
     from qss_exporter.demo.simulator import DEFAULT_SITES, default_accounts
     from qss_exporter.store import CallbackFamily
     from qss_exporter.zoom.typed import decode_body
 
+    # Traced from the start: started later, the objects made before it are invisible, and their
+    # replacements (a history's bytes are new at each event) look like growth (tried: it was all turnover).
     if trace_from:
-        import tracemalloc
-
         tracemalloc.start()
     snapshots: list[Any] = []
     clock = _Clock(time.time())
@@ -92,34 +98,35 @@ def _case(path: Path, sample_every: int, trace_from: int = 0) -> dict[str, Any]:
     samples: list[dict[str, float]] = []
     events = minute = 0
     wall = time.perf_counter()
-    with path.open("rb") as lines:
-        for line in lines:
-            stamp, _, body = line.rstrip(b"\n").partition(b"\t")
-            clock.now = float(stamp)
-            if body != b"MINUTE":
-                pipeline.ingest(decode_body(body), "demo")  # type: ignore[arg-type]  # only QSS events
-                events += 1
-                continue
-            minute += 1
-            if minute % 5 == 0:
-                pipeline.expire()  # the agent's housekeeping runs every 30 s
-            if trace_from and minute == trace_from:
-                gc.collect()
-                snapshots.append(tracemalloc.take_snapshot())
-            if minute % sample_every == 0:
-                assert isinstance(active_participants, CallbackFamily)
-                active = sum(sample.value for sample in active_participants.collect())
-                rss = _rss()
-                samples.append(
-                    {
-                        "minute": minute,
-                        "active_participants": active,
-                        "rss_mib": rss / 2**20,
-                        "bytes_per_active_participant": (rss - baseline) / max(active, 1),
-                        "dedupe_keys": len(pipeline._history) + len(pipeline._dedupe),
-                        "series": agent.store.series_count,
-                    }
-                )
+    for line in lines:
+        stamp, _, body = line.rstrip(b"\n").partition(b"\t")
+        clock.now = float(stamp)
+        if body != b"MINUTE":
+            pipeline.ingest(decode_body(body), "demo")  # type: ignore[arg-type]  # only QSS events
+            events += 1
+            continue
+        minute += 1
+        if minute % 5 == 0:
+            pipeline.expire()  # the agent's housekeeping runs every 30 s
+        if trace_from and minute == trace_from:
+            gc.collect()
+            snapshots.append(tracemalloc.take_snapshot())
+        if minute % sample_every == 0:
+            assert isinstance(active_participants, CallbackFamily)
+            active = sum(sample.value for sample in active_participants.collect())
+            rss = _rss()
+            samples.append(
+                {
+                    "minute": minute,
+                    "active_participants": active,
+                    "rss_mib": rss / 2**20,
+                    "bytes_per_active_participant": (rss - baseline) / max(active, 1),
+                    "dedupe_keys": len(pipeline._history) + len(pipeline._dedupe),
+                    "series": agent.store.series_count,
+                }
+            )
+            # As it goes, for a long soak to be watched (and its samples kept if it is stopped).
+            print(json.dumps(samples[-1]), file=sys.stderr, flush=True)  # noqa: T201
     if snapshots:
         gc.collect()
         traced = {"traced_from_minute": trace_from, "growth": _growth(snapshots[0], tracemalloc.take_snapshot())}
@@ -135,18 +142,32 @@ def _case(path: Path, sample_every: int, trace_from: int = 0) -> dict[str, Any]:
     }
 
 
-def _subprocess(participants: int, minutes: int, sample_every: int, trace_from: int = 0) -> dict[str, Any]:
+def _subprocess(
+    participants: int, minutes: int, sample_every: int, trace_from: int = 0, *, streamed: bool = False
+) -> dict[str, Any]:
+    """One case in a fresh process. The events are written to a file first, so that the case's
+    timing is the agent's alone; or, `streamed`, piped from the simulator's process as they are made
+    (bounded disk and memory, the two processes running side by side: for the soak)."""
+    command = [sys.executable, "-m", "bench.memory"]
+    case = [*command, "--case", "-", str(sample_every), "--trace-from", str(trace_from)]
+    timeout = 3 * 3600
+    if streamed:
+        generate = [*command, "--generate", str(participants), str(minutes), "-"]
+        with subprocess.Popen(generate, stdout=subprocess.PIPE) as generator:
+            # The case's samples go on to this process's stderr as they come.
+            out = subprocess.run(case, stdin=generator.stdout, stdout=subprocess.PIPE, text=True, timeout=timeout)
+            assert generator.stdout is not None
+            generator.stdout.close()
+        if generator.returncode or out.returncode:
+            raise RuntimeError(f"soak failed (generator {generator.returncode}, case {out.returncode}): see stderr")
+        return {"participants": participants, "streamed": True, **json.loads(out.stdout)}
     with tempfile.TemporaryDirectory() as scratch:
         events = Path(scratch) / "events.tsv"
-        command = [sys.executable, "-m", "bench.memory"]
-        subprocess.run([*command, "--generate", str(participants), str(minutes), str(events)], check=True, timeout=3600)
-        out = subprocess.run(
-            [*command, "--case", str(events), str(sample_every), "--trace-from", str(trace_from)],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=3600,
+        subprocess.run(
+            [*command, "--generate", str(participants), str(minutes), str(events)], check=True, timeout=timeout
         )
+        with events.open("rb") as lines:
+            out = subprocess.run(case, stdin=lines, capture_output=True, text=True, check=True, timeout=timeout)
     return {"participants": participants, **json.loads(out.stdout)}
 
 
@@ -156,10 +177,13 @@ def run(smoke: bool = False) -> dict[str, Any]:
     cases = [_subprocess(10_000, 10, 10), _subprocess(50_000, 10, 10)]
     # The soak: well past the 2-hour dedupe and enrichment windows (the global dedupe generations
     # keep keys up to 2 h 40 min), when every table has reached its steady size.
-    soak = _subprocess(10_000, SOAK_MINUTES, 10)
+    return {"cases": cases, **_soak()}
+
+
+def _soak() -> dict[str, Any]:
+    soak = _subprocess(10_000, SOAK_MINUTES, 10, streamed=True)
     steady = [s["rss_mib"] for s in soak["samples"] if s["minute"] >= SOAK_MINUTES - SOAK_STEADY_MINUTES]
     return {
-        "cases": cases,
         "soak": soak,
         "soak_steady_rss_mib": Spread.of(steady).as_dict(),
         "soak_steady_minutes": SOAK_STEADY_MINUTES,
@@ -168,21 +192,34 @@ def run(smoke: bool = False) -> dict[str, Any]:
     }
 
 
+def _open(name: str, mode: str) -> IO[bytes]:
+    """A file, or "-": standard input or output (the pipe between the simulator and the case)."""
+    if name == "-":
+        stream = sys.stdin.buffer if mode == "rb" else sys.stdout.buffer
+        return open(stream.fileno(), mode, closefd=False)  # closed by the caller's with
+    return open(name, mode)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--generate", nargs=3, metavar=("PARTICIPANTS", "MINUTES", "FILE"))
     parser.add_argument("--case", nargs=2, metavar=("FILE", "SAMPLE_EVERY"))
     parser.add_argument("--trace-from", type=int, default=0, metavar="MINUTE")
     parser.add_argument("--trace-soak", type=int, default=0, metavar="PARTICIPANTS")
+    parser.add_argument("--soak", action="store_true", help="only the 10k-participant soak")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
     if args.generate:
-        _generate(int(args.generate[0]), int(args.generate[1]), Path(args.generate[2]))
+        with _open(args.generate[2], "wb") as out:
+            _generate(int(args.generate[0]), int(args.generate[1]), out)
         return
     if args.trace_soak:
-        result = _subprocess(args.trace_soak, SOAK_MINUTES, 10, TRACE_FROM_MINUTE)
+        result = _subprocess(args.trace_soak, SOAK_MINUTES, 10, TRACE_FROM_MINUTE, streamed=True)
+    elif args.soak:
+        result = _soak()
     elif args.case:
-        result = _case(Path(args.case[0]), int(args.case[1]), args.trace_from)
+        with _open(args.case[0], "rb") as lines:
+            result = _case(lines, int(args.case[1]), args.trace_from)
     else:
         result = run(args.smoke)
     print(json.dumps(result, indent=2))  # noqa: T201

@@ -3,6 +3,11 @@
 An entry is active while its latest record is younger than the window; a leave (summary or
 data-summary event, or a call's end) removes it at once, and a late redelivered record of a
 participant who already left does not bring them back.
+
+Each entry's time and labels are held in two dicts (same keys, same order) instead of a
+`(float, labels)` tuple per entry: ~20 bytes less per entry (bench/memory.py). Sharing whole-second
+int objects, as enrichment.py does, would save the float too (~24 bytes) but doubled the cost of
+`touch`, which runs for every QoS record (0.4 -> 0.8-1.1 us, best of seven).
 """
 
 from __future__ import annotations
@@ -23,7 +28,10 @@ class ActivityTracker:
 
     def __init__(self, window: float) -> None:
         self.window = window
-        self._seen: dict[Key, tuple[float, tuple[str, ...]]] = {}
+        # Two dicts with the same keys in the same order (inserted and removed together): the time of
+        # each entry's latest record and its labels.
+        self._seen: dict[Key, float] = {}
+        self._labels: dict[Key, tuple[str, ...]] = {}
         self._ended: dict[Key, float] = {}
         # Thousands of entries share a handful of label sets: keep one tuple of each.
         self._label_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -38,16 +46,18 @@ class ActivityTracker:
         if key in self._ended:
             return
         previous = self._seen.get(key)
-        if previous is None or previous[0] <= at:
-            self._seen[key] = (at, self._label_sets.setdefault(labels, labels))
+        if previous is None or previous <= at:
+            self._seen[key] = at
+            self._labels[key] = self._label_sets.setdefault(labels, labels)
 
     def end(self, key: Key, now: float) -> None:
-        self._seen.pop(key, None)
+        self.forget(key)
         self._ended[key] = now
 
     def forget(self, key: Key) -> None:
         """Stop counting `key` here without ending it (another replica counts it: shared_state.py)."""
-        self._seen.pop(key, None)
+        if self._seen.pop(key, None) is not None:
+            del self._labels[key]
 
     def counted(self) -> list[Key]:
         """The keys counted here now, active or not yet expired."""
@@ -61,7 +71,7 @@ class ActivityTracker:
 
     def _active(self, now: float) -> Iterator[tuple[Key, tuple[str, ...]]]:
         cutoff = now - self.window
-        for key, (at, labels) in self._seen.items():
+        for (key, at), labels in zip(self._seen.items(), self._labels.values(), strict=True):
             if at >= cutoff:
                 yield key, labels
 
@@ -77,22 +87,31 @@ class ActivityTracker:
 
     def snapshot(self) -> dict[str, Any]:
         """For persistence.py, in columns (no object per entry is made on the event loop): the active
-        entries' keys and (time, labels), the ended entries' keys and times."""
+        entries' keys, times and labels, the ended entries' keys and times."""
         seen, ended = self._seen, self._ended
-        return {"keys": list(seen), "seen": list(seen.values()), "ended": list(ended), "ended_at": list(ended.values())}
+        return {
+            "keys": list(seen),
+            "at": list(seen.values()),
+            "labels": list(self._labels.values()),
+            "ended": list(ended),
+            "ended_at": list(ended.values()),
+        }
 
     def restore(self, data: Mapping[str, Any]) -> None:
-        """Take back a `snapshot()`; newer activity held already wins."""
+        """Take back a `snapshot()` (or a schema 1 one, with (time, labels) pairs); newer activity held
+        already wins."""
         for key, at in zip(data["ended"], data["ended_at"], strict=True):
             self._ended.setdefault(key, float(at))
-        for key, (at, labels) in zip(data["keys"], data["seen"], strict=True):
+        pairs = zip(data["at"], data["labels"], strict=True) if "at" in data else data["seen"]
+        for key, (at, labels) in zip(data["keys"], pairs, strict=True):
             self.touch(key, float(at), labels)
 
     def expire(self, now: float) -> int:
         cutoff = now - self.window
-        stale = [key for key, (at, _) in self._seen.items() if at < cutoff]
+        stale = [key for key, at in self._seen.items() if at < cutoff]
         for key in stale:
             del self._seen[key]
+            del self._labels[key]
         for key in [key for key, at in self._ended.items() if at < cutoff]:
             del self._ended[key]
         return len(stale)

@@ -66,7 +66,9 @@ log = logging.getLogger(__name__)
 FILE_NAME = "pipeline-state.bin"
 LOCK_NAME = "pipeline-state.lock"
 MAGIC = b"qss-exporter/st\n"  # 16 bytes
-SCHEMA = 1  # raise it when a part's snapshot changes shape; a file of a newer one is set aside
+SCHEMA = 2  # raise it when a part's snapshot changes shape; a file of a newer one is set aside
+# 2: the dedupe history is keyed by participant bucket (dedupe.participant_bucket), activity and
+# enrichment save their times and labels in columns; each part still takes a schema 1 snapshot back.
 _HEADER = struct.Struct(">IQI")  # schema, body length, CRC-32 of the body
 
 # Parts whose snapshots hold label values that include the enrichment labels: restored only when the

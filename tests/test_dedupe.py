@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from qss_exporter.dedupe import DedupeWindow, ParticipantHistory
+from qss_exporter.dedupe import DedupeWindow, ParticipantHistory, participant_bucket
 
 
 def test_remembers_for_at_least_the_window() -> None:
@@ -69,3 +69,69 @@ def test_participant_history_is_bounded() -> None:
             history.seen(("a", "m", str(participant)), event, 0.0)
     assert len(history) <= 50
     assert history.evicted == 100 - len(history)
+
+
+def test_participant_history_evicts_the_least_recently_started_first_and_holds_its_cap() -> None:
+    history = ParticipantHistory(window=7200, max_entries=30)
+    for participant in range(10):  # ten participants, three events each: the cap is reached exactly
+        for event in range(3):
+            assert not history.seen(("a", "m", str(participant)), ("qos", participant, event), float(participant))
+    assert len(history) == 30
+    assert history.evicted == 0
+    assert not history.seen(("a", "m", "0"), ("qos", 0, 3), 20.0)  # the oldest is the one seen: it stays
+    assert len(history) == 28
+    assert history.evicted == 3
+    for newcomer in range(10, 15):  # each new participant pushes out the least recently started
+        assert not history.seen(("a", "m", str(newcomer)), ("qos", newcomer, 0), 30.0)
+        assert len(history) <= 30
+    # Participant 0, kept once as the one being seen, was still the least recently started: it went next.
+    assert history.evicted == 3 + 4
+    assert len(history) == 3 * 8 + 5  # participants 2..9 and the five newcomers
+    assert history.seen(("a", "m", "2"), ("qos", 2, 0), 40.0)  # the oldest held still recognises its retries
+    assert not history.seen(("a", "m", "0"), ("qos", 0, 0), 40.0)  # an evicted one's retry is new again
+
+
+def test_participant_history_eviction_stays_bounded_past_the_cap_for_many_participants() -> None:
+    history = ParticipantHistory(window=7200, max_entries=1000)
+    for participant in range(20_000):
+        history.seen(("a", "m", str(participant)), ("qos", participant), float(participant))
+    assert len(history) == 1000
+    assert history.evicted == 19_000
+    assert all(history.seen(("a", "m", str(p)), ("qos", p), 20_000.0) for p in range(19_000, 20_000))
+    assert history.expire(now=19_802.0 + 7200) == 802  # idle longer than the window: the oldest expire
+    assert len(history) == 198
+
+
+def test_participants_whose_ids_collide_share_a_history_and_stay_apart() -> None:
+    alice = ("acct", "m", "alice")
+    buckets = {participant_bucket(("a", "m", str(n))) for n in range(100_000)}
+    assert len(buckets) >= 99_990  # few collisions among 100k participants
+    # What a collision amounts to: bob's events in alice's bucket. Each event is recognised by its own key.
+    shared = ParticipantHistory(window=7200, max_entries=1000)
+    assert not shared.seen(alice, ("qos", "alice", 1), 0.0)
+    assert not shared.seen(alice, ("qos", "bob", 1), 0.0)  # bob's event, in alice's bucket
+    assert shared.seen(alice, ("qos", "bob", 1), 60.0)
+    assert not shared.seen(alice, ("qos", "bob", 2), 60.0)
+    assert len(shared) == 3
+
+
+def test_participant_history_takes_back_a_schema_1_snapshot_keyed_by_ids() -> None:
+    old = ParticipantHistory(window=7200, max_entries=1000)
+    old.seen(("acct", "m", "alice"), ("qos", 1), 100.0)
+    records = old.snapshot()["records"]
+    history = ParticipantHistory(window=7200, max_entries=1000)
+    history.restore({"keys": [("acct", "m", "alice")], "records": records})  # schema 1: the tuple of ids
+    assert history.seen(("acct", "m", "alice"), ("qos", 1), 200.0)
+    assert not history.seen(("acct", "m", "bob"), ("qos", 1), 200.0)
+    again = ParticipantHistory(window=7200, max_entries=1000)
+    again.restore(history.snapshot())
+    assert again.seen(("acct", "m", "bob"), ("qos", 1), 300.0)
+    assert len(again) == 2
+
+
+def test_a_participant_id_with_a_lone_surrogate_has_a_history_too() -> None:
+    history = ParticipantHistory(window=7200, max_entries=1000)
+    odd = ("acct", "m", "\ud800")
+    assert participant_bucket(odd) != participant_bucket(("acct", "m", "\ud801"))
+    assert not history.seen(odd, ("qos", 1), 0.0)
+    assert history.seen(odd, ("qos", 1), 60.0)

@@ -301,3 +301,52 @@ def test_a_restored_label_value_a_data_event_could_not_give_is_unknown() -> None
     )
     assert directory.lookup("a", "i", "good") == good
     assert directory.lookup("a", "i", "forged") == ("unknown",) * 5
+
+
+def schema_1(parts: dict[str, Any], participant: tuple[str, str, str]) -> dict[str, Any]:
+    """The parts as a schema 1 agent wrote them: history keyed by ids, (time, labels) and (updated, values) pairs."""
+    old = copy.deepcopy(parts)
+    assert len(old["history"]["keys"]) == 1
+    old["history"]["keys"] = [participant]
+    for name in ("participants", "calls"):
+        part = old[name]
+        part["seen"] = list(zip(part.pop("at"), part.pop("labels"), strict=True))
+    enrichment = old["enrichment"]
+    enrichment["entries"] = list(zip(enrichment.pop("updated"), enrichment.pop("values"), strict=True))
+    return old
+
+
+def test_a_schema_1_file_is_taken_back_by_the_running_agent(tmp_path: Path) -> None:
+    """The saved layout of history, activity and enrichment changed in schema 2: an older file still restores."""
+    start = math.floor(time.time()) - 120.0
+    clock = [start]
+    core = build_core(config_from_mapping(base_config()), lambda: clock[0])
+    minute2 = minute_of(PARTICIPANT, start + 60, "good")
+    for body, at in (
+        (data_event(start), start),
+        (minute_of(PARTICIPANT, start, "good"), start + 1),
+        (minute2, start + 61),
+    ):
+        clock[0] = at
+        assert ingest(core, body, at)
+    parts = {name: part.snapshot() for name, part in core.pipeline.stateful().items()}
+    old = schema_1(parts, ("Xq3vTn0bR8aL5mWcY2kPzQ", "kT9w2Qx+Rj6pLm0sVbN4hA==", PARTICIPANT))
+    assert "seen" in old["participants"]
+    assert "entries" in old["enrichment"]
+    file = encode(old, start + 61)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / FILE_NAME).write_bytes(MAGIC + (1).to_bytes(4, "big") + file[len(MAGIC) + 4 :])
+    assert SCHEMA == 2
+    with AgentProcess(tmp_path, state_config(tmp_path, 3600.0)) as agent:
+        after = parse_metrics(agent.scrape_text())
+        assert total(after, "zoom_qss_state_restore", outcome="restored") == 1
+        assert total(after, "zoom_qss_active_participants", site="leeds", network_type="wifi") == 1
+        assert total(after, "zoom_qss_enrichment_participants") == 1
+        post(agent, minute2)  # Zoom's retry of a record the older agent counted
+        post(agent, minute_of(PARTICIPANT, start + 120, "poor"))
+        samples = parse_metrics(agent.scrape_text())
+        assert total(samples, "zoom_qss_webhook_requests_total", outcome="duplicate") == 1
+        assert total(samples, "zoom_qss_media_records_total", media="audio", site="leeds", network_type="wifi") == 1
+        assert total(samples, "zoom_qss_media_time_seconds_total", media="audio", site="leeds") == 60
+        assert agent.process.poll() is None

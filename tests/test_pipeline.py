@@ -95,6 +95,29 @@ def test_directory_merges_later_partial_data_and_is_bounded() -> None:
     assert len(directory) == 0
 
 
+def test_directory_expires_by_whole_seconds_never_early_and_saves_in_columns() -> None:
+    directory = ParticipantDirectory(("network_type",), SiteMap([]), ttl=100, max_entries=10)
+    directory.update(_info("1"), now=10.0)
+    directory.update(_info("2"), now=20.0)
+    directory.update(_info("1", network="wired"), now=30.0)  # updated: now after 2 in expiry order
+    assert directory.entries() == [(("a", "m", "2"), 20.0, ("wifi",)), (("a", "m", "1"), 30.0, ("wired",))]
+    saved = directory.snapshot()
+    assert saved["keys"] == [("a", "m", "2"), ("a", "m", "1")]
+    assert saved["updated"] == [20, 30]
+    assert saved["values"] == [("wifi",), ("wired",)]
+    restored = ParticipantDirectory(("network_type",), SiteMap([]), ttl=100, max_entries=1)
+    restored.restore(saved)  # over its cap: the least recently updated goes
+    assert restored.entries() == [(("a", "m", "1"), 30.0, ("wired",))]
+    assert restored.evicted == 1
+    assert directory.expire(now=120.0) == 0  # a TTL to the second: 2 is 100 s old, not older
+    assert directory.expire(now=120.5) == 1
+    assert directory.expire(now=130.5) == 1
+    assert len(directory) == 0
+    directory.update(_info("3"), now=10.2)  # held as second 11: it expires no earlier than 110.2
+    assert directory.expire(now=110.5) == 0
+    assert directory.expire(now=111.5) == 1
+
+
 def test_site_map_longest_prefix_wins_and_ipv6_works() -> None:
     sites = SiteMap([("campus", ["10.0.0.0/8"]), ("lab", ["10.20.30.0/24"]), ("v6", ["2001:db8::/32"])])
     assert sites.site_of(["10.20.30.4"]) == "lab"
