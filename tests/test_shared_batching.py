@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from qss_exporter import dedupe, pipeline, shared_state
 from qss_exporter.config import config_from_mapping
 from qss_exporter.enrichment import ParticipantDirectory, SiteMap
 from qss_exporter.outputs.prometheus import render
@@ -23,7 +24,7 @@ from qss_exporter.store import Store
 from qss_exporter.timekeeping import record_second
 from qss_exporter.zoom.events import decode
 from qss_exporter.zoom.records import ParticipantInfo, PhoneQosRecord, QosRecord
-from tests.conftest import ACCOUNT_ID, SECRET, parse_metrics, total
+from tests.conftest import ACCOUNT_ID, SECRET, AgentFactory, parse_metrics, total
 from tests.redis_server import RedisServer
 from tests.samples import load_sample
 
@@ -183,3 +184,31 @@ async def test_a_restarted_redis_gets_the_script_again(redis_server: RedisServer
     assert not verdicts[0].duplicate
     assert verdicts[1] is not None
     assert verdicts[1].duplicate
+
+
+async def test_a_qos_record_is_digested_once_for_redis_and_the_local_history(
+    start_agent: AgentFactory, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The digest of a QoS record's key (its whole content) is the costliest part of the check: made once."""
+    agent = await start_agent(state={"backend": "redis", "redis": {"url": redis_server.url, "sync_seconds": 60}})
+    event = load_sample("meeting.participant_qos")
+    event["event_ts"] = int(time.time() * 1000)
+    record = decode(event)
+    assert isinstance(record, QosRecord)
+    digested: list[object] = []
+
+    def counting(key: object) -> int:
+        digested.append(key)
+        return real(key)
+
+    real = dedupe.digest
+    for module in (dedupe, pipeline, shared_state):
+        monkeypatch.setattr(module, "digest", counting)
+    response = await agent.post(event)
+    assert response.status_code == 200
+    assert digested.count(record.dedupe_key) == 1
+    metrics = await agent.scrape()
+    assert total(metrics, "zoom_qss_media_records_total") > 0  # recorded (the digest the history got was right)
+    again = await agent.post(event)  # a retry to the same replica: both Redis and the history know it
+    assert again.status_code == 200
+    assert total(await agent.scrape(), "zoom_qss_webhook_requests_total", outcome="duplicate") == 1
