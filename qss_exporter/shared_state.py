@@ -20,8 +20,9 @@ What is shared, and how (docs/deploy.md "Two replicas with Redis" says it for op
   owned elsewhere are forgotten here, ended ones ended. The gauges summed over the replicas are then a
   single agent's.
 
-Everything the request path asks goes through `check`, one EVALSHA with a per-call timeout in
-milliseconds. When Redis is slow or gone the record is decided from local state (counted in
+Everything the request path asks goes through `check`, within a per-call timeout in milliseconds. The
+checks of concurrent requests share one EVALSHA (`_ask`: a batch, auto-pipelined: at most IN_FLIGHT_MAX
+batches on their way, the next one growing meanwhile). When Redis is slow or gone the record is decided from local state (counted in
 `zoom_qss_state_local_decisions_total{reason}`), and for a few seconds the request path does not try
 Redis at all (`down`): `sync` probes it in the background and puts it back. Not Redis Cluster: a script
 touches several participants' keys.
