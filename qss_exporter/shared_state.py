@@ -22,10 +22,10 @@ What is shared, and how (docs/deploy.md "Two replicas with Redis" says it for op
 
 Everything the request path asks goes through `check`, within a per-call timeout in milliseconds. The
 checks of concurrent requests share one EVALSHA (`_ask`: a batch, auto-pipelined: at most IN_FLIGHT_MAX
-batches on their way, the next one growing meanwhile). When Redis is slow or gone the record is decided from local state (counted in
-`zoom_qss_state_local_decisions_total{reason}`), and for a few seconds the request path does not try
-Redis at all (`down`): `sync` probes it in the background and puts it back. Not Redis Cluster: a script
-touches several participants' keys.
+batches on their way, the next one growing meanwhile). When Redis is slow or gone the record is decided
+from local state (counted in `zoom_qss_state_local_decisions_total{reason}`), and for a few seconds the
+request path does not try Redis at all (`down`): `sync` probes it in the background and puts it back.
+Not Redis Cluster: a script touches several participants' keys.
 """
 
 from __future__ import annotations
@@ -67,7 +67,9 @@ LOCAL_DECISION_REASONS = ("timeout", "error", "down")
 SYNC_CHUNK = 500  # activity entries reconciled per script call
 # Batches of checks on their way to Redis at once; more wait and grow meanwhile (SharedState._ask).
 IN_FLIGHT_MAX = 2
-BATCH_MAX = 500  # events per script call: Redis runs a script alone, ~20 us per event
+# What a batch's call may end with besides Redis errors: ValueError, a reply msgpack cannot read.
+_SEND_ERRORS: tuple[type[Exception], ...] = (*REDIS_ERRORS, ValueError)
+BATCH_MAX = 500  # events per script call: Redis runs a script alone, ~40 us per event (~20 ms for 500)
 SYNC_TIMEOUT_SECONDS = 2.0
 _SEP = "\x1f"  # between label values in an enrichment entry (no label value holds it: vocabulary.py)
 
@@ -487,9 +489,9 @@ class SharedState:
                 except NoScriptError:  # Redis restarted (or flushed its scripts): load it again
                     await self._client.script_load(self._check_text)
                     reply = await self._client.evalsha(self._check_sha, 0, blob, now)
-                answers += msgpack.unpackb(reply)
+                answers += msgpack.unpackb(reply, unicode_errors="replace")  # label values are held to closed sets
             outcome: BaseException | None = None
-        except REDIS_ERRORS as error:
+        except _SEND_ERRORS as error:
             outcome = error
         if batch.timer is not None:
             batch.timer.cancel()

@@ -212,3 +212,17 @@ async def test_a_qos_record_is_digested_once_for_redis_and_the_local_history(
     again = await agent.post(event)  # a retry to the same replica: both Redis and the history know it
     assert again.status_code == 200
     assert total(await agent.scrape(), "zoom_qss_webhook_requests_total", outcome="duplicate") == 1
+
+
+async def test_an_entry_that_is_not_utf8_is_no_label_and_fails_nothing(replica: Replica) -> None:
+    """Whoever writes Redis may store any bytes: they never become a label value, nor fail the batch."""
+    record = qos(5)
+    key = f"qss:e:{record.account_id}|{record.instance}|{record.participant_id}"
+    await replica.client.set(key, b"\xff\xfe\x1f\xc3")
+    forged, other = await replica.check(record, qos(6))
+    assert forged is not None
+    assert other is not None
+    assert not forged.duplicate
+    assert not other.duplicate
+    assert forged.enrichment is not None
+    assert all(value.isprintable() and "\xff" not in value for value in forged.enrichment)
