@@ -268,6 +268,9 @@ class Verdict:
     hold: bool = False  # QoS: a first time, held here until its successor's replica releases it
 
 
+_DUPLICATE = Verdict(True)  # one for every duplicate: a Verdict is frozen
+
+
 @dataclass(frozen=True, slots=True)
 class SharedFamilies:
     up: GaugeFamily
@@ -427,16 +430,16 @@ class SharedState:
             self._failed(error)
             self._local("error")
             return None
-        new, entry, ended, times, hold, *flags = reply
-        if not new:
-            return Verdict(True)
-        held = None
-        if mode == "q":
-            held = tuple(int(value) for value in times.split(",") if value)
+        if not reply[0]:
+            return _DUPLICATE
+        # Per event on the request path: no generators, one tuple per answer part (bench/replicas.py).
+        _, entry, ended, times, hold = reply[:5]
+        held = (tuple(map(int, times.split(","))) if times else ()) if mode == "q" else None
         enrichment = tuple(entry.split(_SEP)) if entry else None
         if enrichment is not None and len(enrichment) != len(directory.labels):
             enrichment = None  # written by a replica with other labels enabled: not ours to use
-        return Verdict(False, enrichment, bool(ended), tuple(not flag for flag in flags), held, bool(hold))
+        samples_counted = tuple(not flag for flag in reply[5:]) if len(reply) > 5 else ()
+        return Verdict(False, enrichment, bool(ended), samples_counted, held, bool(hold))
 
     def _ask(self, ask: list[Any]) -> asyncio.Future[Any]:
         """The check script's answer to `ask`, sent with the other events asked meanwhile (auto-pipelining).
