@@ -156,7 +156,7 @@ class ParticipantHistory:
         return self._size
 
     def seen(self, participant: Hashable, key: Hashable, now: float, digested: int | None = None) -> bool:
-        """`digested`: `digest(key)` when the caller has it already (a QoS record's: ~5-10 us each)."""
+        """`digested`: `digest(key)` when the caller has it already (shared_state.py needs it too)."""
         packed = ((digest(key) if digested is None else digested) & _DIGEST_MASK).to_bytes(_DIGEST_BYTES, "little")
         records = self._histories.get(participant)
         if records is None:

@@ -379,7 +379,7 @@ class SharedState:
         """Ask Redis about `record` in one round trip; None when it cannot answer now (decide locally).
 
         `digested`: its dedupe key's digest when the caller has it (Pipeline.ingest_shared: computed
-        once for Redis and the local history, ~5-10 us a QoS record).
+        once for Redis and the local history; a QoS record's is the check's costliest part).
         """
         if not self.up:
             self._local("down")
@@ -477,6 +477,8 @@ class SharedState:
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._sending.discard(task)
         self._in_flight -= 1
+        if not task.cancelled() and task.exception() is not None:  # a bug: its callers time out meanwhile
+            log.error("state: a batch of checks failed", exc_info=task.exception())
         if self._batch is not None and not self._scheduled:  # it grew while this one was away: send it now
             self._scheduled = True
             self._send_batch()

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
+import msgpack
 import pytest
 from redis.asyncio import Redis
 
@@ -226,3 +227,23 @@ async def test_an_entry_that_is_not_utf8_is_no_label_and_fails_nothing(replica: 
     assert not other.duplicate
     assert forged.enrichment is not None
     assert all(value.isprintable() and "\xff" not in value for value in forged.enrichment)
+
+
+async def test_a_bug_in_a_batch_is_logged_and_its_events_decided_locally(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    replica = Replica(redis_server, call_timeout=0.2)
+    try:
+
+        def broken(_: object) -> bytes:
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(msgpack, "packb", broken)
+        assert await replica.check(qos(1), qos(2)) == [None, None]
+        assert replica.decisions("timeout") == 2
+        await asyncio.sleep(0)  # the batch's task ended: its done-callback logged
+        assert any("a batch of checks failed" in record.message and record.exc_info for record in caplog.records), (
+            caplog.text
+        )
+    finally:
+        await replica.client.aclose()
