@@ -163,7 +163,7 @@ async def test_a_frozen_redis_fails_every_waiting_batch_at_the_call_timeout(redi
                 asyncio.ensure_future(replica.check(*(qos(wave * 100 + n) for n in range(5)))) for wave in range(3)
             ]
             for _ in waves:
-                await asyncio.sleep(0)  # each wave in a loop iteration of its own: batches 1, 2 sent, 3 waits
+                await asyncio.sleep(0)  # each wave in a loop iteration of its own: the first sent, the others wait
             async with asyncio.timeout(3):
                 verdicts = [v for wave in waves for v in await wave]
             waited = time.monotonic() - started
