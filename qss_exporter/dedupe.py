@@ -69,10 +69,11 @@ class DedupeWindow:
     def __len__(self) -> int:
         return self._size
 
-    def seen(self, key: Hashable, now: float) -> bool:
+    def seen(self, key: Hashable, now: float, digested: int | None = None) -> bool:
+        """`digested`: `digest(key)` when the caller has it already (shared_state.py needs it too)."""
         if now - self._current_started >= self._span:
             self._rotate(now)
-        value = digest(key)
+        value = digest(key) if digested is None else digested
         for generation in self._generations:
             if value in generation:
                 return True
@@ -175,8 +176,9 @@ class ParticipantHistory:
     def __len__(self) -> int:
         return self._size
 
-    def seen(self, participant: Sequence[str], key: Hashable, now: float) -> bool:
-        packed = (digest(key) & _DIGEST_MASK).to_bytes(_DIGEST_BYTES, "little")
+    def seen(self, participant: Sequence[str], key: Hashable, now: float, digested: int | None = None) -> bool:
+        """`digested`: `digest(key)` when the caller has it already (shared_state.py needs it too)."""
+        packed = ((digest(key) if digested is None else digested) & _DIGEST_MASK).to_bytes(_DIGEST_BYTES, "little")
         bucket = participant_bucket(participant)
         records = self._histories.get(bucket)
         if records is None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from qss_exporter.activity import ActivityTracker
 from qss_exporter.catalogue import Catalogue
-from qss_exporter.dedupe import DedupeWindow, ParticipantHistory, SessionSummaries
+from qss_exporter.dedupe import DedupeWindow, ParticipantHistory, SessionSummaries, digest
 from qss_exporter.detail import DetailTracker
 from qss_exporter.enrichment import ParticipantDirectory
 from qss_exporter.store import CounterSeries, HistogramSeries, RefusedSeries, Sample, Store
@@ -90,6 +90,7 @@ class Pipeline:
         self.detail: DetailTracker | None = None  # detail mode, when the configuration turns it on
         self.shared: SharedState | None = None  # state.backend: redis (shared_state.py)
         self._verdict: Verdict | None = None  # what Redis said about the record being ingested
+        self._digest: int | None = None  # its dedupe key's digest, when ingest_shared has it
         enrichment = directory.labels
         store.callback(
             "zoom_qss_active_participants",
@@ -159,12 +160,13 @@ class Pipeline:
         account = self.accounts.label(record.account_id)
         if account is None:
             return False
-        verdict = await shared.check(record, self._directory, account)
-        self._verdict = verdict
+        key = digest(record.dedupe_key)  # once, for Redis and for the local history
+        verdict = await shared.check(record, self._directory, account, key)
+        self._verdict, self._digest = verdict, key
         try:
             return self.ingest(record, source)
         finally:
-            self._verdict = None
+            self._verdict = self._digest = None
 
     def ingest(self, record: Record, source: str) -> bool:
         """Record one event; False when it was a duplicate and changed nothing.
@@ -180,12 +182,12 @@ class Pipeline:
         # The frequent events are remembered per participant (or call), the rare ones globally.
         if isinstance(record, QosRecord | ParticipantInfo):
             entity: tuple[str, ...] = (record.account_id, record.instance, record.participant_id)
-            if self._history.seen(entity, record.dedupe_key, now):
+            if self._history.seen(entity, record.dedupe_key, now, self._digest):
                 return False
         elif isinstance(record, PhoneQosRecord) and record.event == "phone.call_qos":
-            if self._history.seen((record.account_id, record.call_id), record.dedupe_key, now):
+            if self._history.seen((record.account_id, record.call_id), record.dedupe_key, now, self._digest):
                 return False
-        elif self._dedupe.seen(record.dedupe_key, now):
+        elif self._dedupe.seen(record.dedupe_key, now, self._digest):
             return False
         if verdict is not None and verdict.duplicate:
             return False  # counted by another replica (or by this one, and Redis remembers it)

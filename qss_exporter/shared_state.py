@@ -20,11 +20,12 @@ What is shared, and how (docs/deploy.md "Two replicas with Redis" says it for op
   owned elsewhere are forgotten here, ended ones ended. The gauges summed over the replicas are then a
   single agent's.
 
-Everything the request path asks goes through `check`, one EVALSHA with a per-call timeout in
-milliseconds. When Redis is slow or gone the record is decided from local state (counted in
-`zoom_qss_state_local_decisions_total{reason}`), and for a few seconds the request path does not try
-Redis at all (`down`): `sync` probes it in the background and puts it back. Not Redis Cluster: a script
-touches several participants' keys.
+Everything the request path asks goes through `check`, within a per-call timeout in milliseconds. The
+checks of concurrent requests share one EVALSHA (`_ask`: a batch, auto-pipelined: at most IN_FLIGHT_MAX
+batches on their way, the next one growing meanwhile). When Redis is slow or gone the record is decided
+from local state (counted in `zoom_qss_state_local_decisions_total{reason}`), and for a few seconds the
+request path does not try Redis at all (`down`): `sync` probes it in the background and puts it back.
+Not Redis Cluster: a script touches several participants' keys.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
@@ -63,120 +65,136 @@ log = logging.getLogger(__name__)
 # with an error (or the connection failed), or was known to be down (not asked: `sync` probes it).
 LOCAL_DECISION_REASONS = ("timeout", "error", "down")
 SYNC_CHUNK = 500  # activity entries reconciled per script call
+# Batches of checks on their way to Redis at once; the next one waits and grows meanwhile (SharedState._ask).
+# Interleaved in one run (bench/replicas.py's setup, load ~2.5): 1 gave 0.74 - 0.82 x local state's
+# events/s, 2 gave 0.65 - 0.74, 4 gave 0.62 - 0.85: fewer, bigger batches cost less per event.
+IN_FLIGHT_MAX = 1
+# What a batch's call may end with besides Redis errors: ValueError, a reply msgpack cannot read.
+_SEND_ERRORS: tuple[type[Exception], ...] = (*REDIS_ERRORS, ValueError)
+BATCH_MAX = 500  # events per script call: Redis runs a script alone, ~40 us per event (~20 ms for 500)
 SYNC_TIMEOUT_SECONDS = 2.0
 _SEP = "\x1f"  # between label values in an enrichment entry (no label value holds it: vocabulary.py)
 
-# One event's questions. The constants (@D@ dedupe ms, @E@ enrichment ms, @A@ activity ms, @ME@ this
-# replica, @GAP@ Timekeeper.max_gap, @P@ the key prefix) are written into the script, and the keys of a
-# participant are built in it from their ids, so that a call carries few arguments: redis-py's cost per
-# argument, not Redis, limits a replica (bench/replicas.py). Keys: K[1] the event's dedupe key, K[2] the
+# A batch of events' questions in one EVALSHA (`_send`): ARGV[1] the events, msgpack-packed, ARGV[2] now
+# (s); the reply is the per-event answers, msgpack-packed. One blob each way, not one command per event
+# with its keys and arguments: redis-py's cost per command and per argument, not Redis, limited a
+# replica (bench/replicas.py). The constants (@D@ dedupe ms, @E@ enrichment ms, @A@ activity ms, @ME@
+# this replica, @GAP@ Timekeeper.max_gap, @P@ the key prefix) are written into the script, and the keys
+# are built in it (not Redis Cluster: a script touches keys it is not given).
+# An event: {1 mode, 2 its dedupe digest (hex), 3 new label values, 4 the record time (s), 5 the
+# participant's activity key (JSON, for releases), 6 their enrichment id, 7 their activity id (or the
+# call's), 8 their meeting's, 9 phone samples' dedupe digests}. Its keys: K[1] dedupe, K[2] the
 # participant's enrichment entry, K[3] their ended marker, K[4] their meeting's ended marker (read by
 # `sync` only: locally a meeting's end ends the participants active then, not later ones), K[5] the
-# activity owner, K[6] their record times, K[7] the replicas holding their first time's records;
-# KEYS[2..] phone samples' dedupe keys. ARGV: 1 mode, 2 now (s), 3 new label values, 4 the record time
-# (s), 5 the participant's activity key (JSON, for releases), 6 their enrichment id, 7 their activity id
-# (or the call's), 8 their meeting's.
+# activity owner, K[6] their record times, K[7] the replicas holding their first time's records.
 # Modes: q (QoS: read enrichment and markers, own), s (a leave: end, read enrichment), i (data event:
 # merge enrichment), f (data summary: merge and end), m (a meeting's end), c (phone sample), z (phone
 # summary: dedupe each sample), Z (z, and the call ended), e (a phone call's end), o (anything else).
-# Returns {new, enrichment or '', ended, record times before this one (comma-separated), 1 when this
-# replica is to hold the record's time (a first time), sample flags...}.
+# An answer: {new, enrichment or '', ended, record times before this one (comma-separated), 1 when this
+# replica is to hold the record's time (a first time), sample flags...}. Events are answered in order,
+# as one after the other.
 _CHECK = """
 local D, E, A, ME, GAP, P = '@D@', '@E@', '@A@', '@ME@', '@GAP@', '@P@'
-local mode = ARGV[1]
-local K = {KEYS[1]}
-if mode == 'c' or mode == 'z' or mode == 'Z' or mode == 'e' then
-  K[3] = P .. 'xc:' .. ARGV[7]
-  K[4] = K[3]
-  K[5] = P .. 'oc:' .. ARGV[7]
-else
-  K[2] = P .. 'e:' .. ARGV[6]
-  K[3] = P .. 'x:' .. ARGV[7]
-  K[4] = P .. 'xm:' .. ARGV[8]
-  K[5] = P .. 'o:' .. ARGV[7]
-  K[6] = P .. 't:' .. ARGV[7]
-  K[7] = P .. 'h:' .. ARGV[7]
-end
-local new = redis.call('SET', KEYS[1], '1', 'NX', 'PX', D)
-if not new then return {0, '', 0, '', 0} end
-local ended = 0
-local times = ''
-local hold = 0
-local function release(gap)
-  for _, holder in ipairs(redis.call('SMEMBERS', K[7])) do
-    if holder ~= ME then
-      redis.call('RPUSH', P .. 'r:' .. holder, ARGV[5] .. '\t' .. gap)
-      redis.call('PEXPIRE', P .. 'r:' .. holder, A)
-    end
-  end
-  redis.call('DEL', K[7])
-end
-if mode == 'q' or mode == 'c' then
-  if redis.call('GET', K[3]) then
-    ended = 1
+local now = ARGV[2]
+local function check(ask)
+  local mode = ask[1]
+  local K = {P .. 'd:' .. ask[2]}
+  if mode == 'c' or mode == 'z' or mode == 'Z' or mode == 'e' then
+    K[3] = P .. 'xc:' .. ask[7]
+    K[4] = K[3]
+    K[5] = P .. 'oc:' .. ask[7]
   else
-    redis.call('SET', K[5], ME, 'PX', A)
+    K[2] = P .. 'e:' .. ask[6]
+    K[3] = P .. 'x:' .. ask[7]
+    K[4] = P .. 'xm:' .. ask[8]
+    K[5] = P .. 'o:' .. ask[7]
+    K[6] = P .. 't:' .. ask[7]
+    K[7] = P .. 'h:' .. ask[7]
   end
-  if mode == 'q' then
-    -- The participant's recent record times (timekeeping.py): those before this one are returned, this
-    -- one is added unless within SAME_TIME (2 s) of one held; the newest 8 are kept.
-    times = redis.call('GET', K[6]) or ''
-    local at = tonumber(ARGV[4])
-    local list = {}
-    local same = false
-    for value in string.gmatch(times, '[0-9]+') do
-      local t = tonumber(value)
-      if math.abs(t - at) <= 2 then same = true end
-      list[#list + 1] = t
+  local new = redis.call('SET', K[1], '1', 'NX', 'PX', D)
+  if not new then return {0, '', 0, '', 0} end
+  local ended = 0
+  local times = ''
+  local hold = 0
+  local function release(gap)
+    for _, holder in ipairs(redis.call('SMEMBERS', K[7])) do
+      if holder ~= ME then
+        redis.call('RPUSH', P .. 'r:' .. holder, ask[5] .. '\t' .. gap)
+        redis.call('PEXPIRE', P .. 'r:' .. holder, A)
+      end
     end
-    -- A first time's records are held by the replicas that received them (K[7], a set) until the
-    -- second time arrives: its replica tells them the spacing (a release), as one agent credits it.
-    if #list == 0 or (same and #list == 1 and redis.call('EXISTS', K[7]) == 1) then
-      redis.call('SADD', K[7], ME)
-      redis.call('PEXPIRE', K[7], A)
-      hold = 1
-    elseif not same and #list == 1 and at > list[1] then
-      release(math.min(at - list[1], tonumber(GAP)))
+    redis.call('DEL', K[7])
+  end
+  if mode == 'q' or mode == 'c' then
+    if redis.call('GET', K[3]) then
+      ended = 1
+    else
+      redis.call('SET', K[5], ME, 'PX', A)
     end
-    if not same then
-      list[#list + 1] = at
-      table.sort(list)
-      while #list > 8 do table.remove(list, 1) end
+    if mode == 'q' then
+      -- The participant's recent record times (timekeeping.py): those before this one are returned, this
+      -- one is added unless within SAME_TIME (2 s) of one held; the newest 8 are kept.
+      times = redis.call('GET', K[6]) or ''
+      local at = tonumber(ask[4])
+      local list = {}
+      local same = false
+      for value in string.gmatch(times, '[0-9]+') do
+        local t = tonumber(value)
+        if math.abs(t - at) <= 2 then same = true end
+        list[#list + 1] = t
+      end
+      -- A first time's records are held by the replicas that received them (K[7], a set) until the
+      -- second time arrives: its replica tells them the spacing (a release), as one agent credits it.
+      if #list == 0 or (same and #list == 1 and redis.call('EXISTS', K[7]) == 1) then
+        redis.call('SADD', K[7], ME)
+        redis.call('PEXPIRE', K[7], A)
+        hold = 1
+      elseif not same and #list == 1 and at > list[1] then
+        release(math.min(at - list[1], tonumber(GAP)))
+      end
+      if not same then
+        list[#list + 1] = at
+        table.sort(list)
+        while #list > 8 do table.remove(list, 1) end
+      end
+      redis.call('SET', K[6], table.concat(list, ','), 'PX', A)
     end
-    redis.call('SET', K[6], table.concat(list, ','), 'PX', A)
+  elseif mode == 's' or mode == 'f' or mode == 'e' or mode == 'Z' then
+    redis.call('SET', K[3], now, 'PX', A)
+    if mode ~= 'e' and mode ~= 'Z' then release('end') end
+  elseif mode == 'm' then
+    redis.call('SET', K[4], now, 'PX', A)
   end
-elseif mode == 's' or mode == 'f' or mode == 'e' or mode == 'Z' then
-  redis.call('SET', K[3], ARGV[2], 'PX', A)
-  if mode ~= 'e' and mode ~= 'Z' then release('end') end
-elseif mode == 'm' then
-  redis.call('SET', K[4], ARGV[2], 'PX', A)
+  local entry = ''
+  if mode == 'i' or mode == 'f' then
+    local old = {}
+    local stored = redis.call('GET', K[2])
+    if stored then
+      for value in string.gmatch(stored .. '\\31', '([^\\31]*)\\31') do old[#old + 1] = value end
+    end
+    local merged = {}
+    local i = 0
+    for value in string.gmatch(ask[3] .. '\\31', '([^\\31]*)\\31') do
+      i = i + 1
+      if value == '' then value = old[i] or 'unknown' end
+      merged[i] = value
+    end
+    entry = table.concat(merged, '\\31')
+    redis.call('SET', K[2], entry, 'PX', E)
+  elseif mode == 'q' or mode == 's' then
+    entry = redis.call('GET', K[2]) or ''
+  end
+  local result = {1, entry, ended, times, hold}
+  if mode == 'z' or mode == 'Z' then
+    for _, sample in ipairs(ask[9]) do
+      result[#result + 1] = redis.call('SET', P .. 'd:' .. sample, '1', 'NX', 'PX', D) and 1 or 0
+    end
+  end
+  return result
 end
-local entry = ''
-if mode == 'i' or mode == 'f' then
-  local old = {}
-  local stored = redis.call('GET', K[2])
-  if stored then
-    for value in string.gmatch(stored .. '\\31', '([^\\31]*)\\31') do old[#old + 1] = value end
-  end
-  local merged = {}
-  local i = 0
-  for value in string.gmatch(ARGV[3] .. '\\31', '([^\\31]*)\\31') do
-    i = i + 1
-    if value == '' then value = old[i] or 'unknown' end
-    merged[i] = value
-  end
-  entry = table.concat(merged, '\\31')
-  redis.call('SET', K[2], entry, 'PX', E)
-elseif mode == 'q' or mode == 's' then
-  entry = redis.call('GET', K[2]) or ''
-end
-local result = {1, entry, ended, times, hold}
-if mode == 'z' or mode == 'Z' then
-  for k = 2, #KEYS do
-    result[#result + 1] = redis.call('SET', KEYS[k], '1', 'NX', 'PX', D) and 1 or 0
-  end
-end
-return result
+local answers = {}
+for i, ask in ipairs(cmsgpack.unpack(ARGV[1])) do answers[i] = check(ask) end
+return cmsgpack.pack(answers)
 """
 # Per activity entry, KEYS owner, ended, meeting ended (a triple); ARGV 1 this replica, 2 activity ms.
 # An entry without an owner (expired, or Redis restarted empty) is claimed. Returns per entry 0 (keep),
@@ -223,6 +241,23 @@ return result
 """
 
 
+class _Batch:
+    """Events asked of Redis together, in one script call: their questions and their callers' futures."""
+
+    __slots__ = ("asks", "futures", "timer")
+
+    def __init__(self) -> None:
+        self.asks: list[list[Any]] = []
+        self.futures: list[asyncio.Future[Any]] = []
+        self.timer: asyncio.TimerHandle | None = None
+
+    def expire(self, seconds: float) -> None:
+        """The call timeout passed: its callers decide locally (a late answer is dropped)."""
+        for future in self.futures:
+            if not future.done():
+                future.set_exception(TimeoutError(f"no answer from Redis within {seconds * 1000:g} ms"))
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """What Redis knows about one record: counted elsewhere, the shared enrichment, ended elsewhere."""
@@ -233,6 +268,9 @@ class Verdict:
     samples: tuple[bool, ...] = ()  # phone summary: per sample, True when it was counted already
     times: tuple[int, ...] | None = None  # QoS: the participant's record times known before this one
     hold: bool = False  # QoS: a first time, held here until its successor's replica releases it
+
+
+_DUPLICATE = Verdict(True)  # one for every duplicate: a Verdict is frozen
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,9 +343,10 @@ class SharedState:
             .replace("@GAP@", str(max_gap))
             .replace("@P@", key_prefix)
         )
-        self._check = client.register_script(self._check_text)
-        # Checks asked in one event-loop iteration go to Redis together, in one pipeline (`_batched`).
-        self._batch: list[tuple[list[str], list[str | int], asyncio.Future[Any]]] = []
+        self._check_sha = client.register_script(self._check_text).sha
+        self._batch: _Batch | None = None  # the events asked since the last batch left (`_ask`)
+        self._scheduled = False  # the batch is to leave at the end of this loop iteration
+        self._in_flight = 0  # batches sent and not answered yet
         self._sending: set[asyncio.Task[None]] = set()
         self._sync = client.register_script(_SYNC)
         self._claim = client.register_script(_CLAIM)
@@ -336,13 +375,17 @@ class SharedState:
         self._lost = True
         self._m.up.set((), 0)
 
-    async def check(self, record: Record, directory: ParticipantDirectory, account: str) -> Verdict | None:
-        """Ask Redis about `record` in one round trip; None when it cannot answer now (decide locally)."""
+    async def check(
+        self, record: Record, directory: ParticipantDirectory, account: str, digested: int | None = None
+    ) -> Verdict | None:
+        """Ask Redis about `record` in one round trip; None when it cannot answer now (decide locally).
+
+        `digested`: its dedupe key's digest when the caller has it (Pipeline.ingest_shared: computed
+        once for Redis and the local history; a QoS record's is the check's costliest part).
+        """
         if not self.up:
             self._local("down")
             return None
-        p = self._p
-        dedupe = f"{p}d:{shared_key(record)}"
         values = who = entry = activity = meeting = ""
         made = 0
         samples: list[str] = []
@@ -369,7 +412,7 @@ class SharedState:
                 mode = "Z" if record.ended else "z"
                 call_id, account_id = record.call_id, record.account_id
                 samples = [
-                    f"{p}d:{digest(('phone.call_qos', account_id, call_id, s.leg, s.direction, s.sample_time))}"
+                    format(digest(("phone.call_qos", account_id, call_id, s.leg, s.direction, s.sample_time)), "016x")
                     for s in record.samples
                 ]
             elif record.ended:
@@ -378,9 +421,9 @@ class SharedState:
                 mode = "c"
         else:
             mode = "o"
-        args: list[str | int] = [mode, int(self._clock()), values, made, who, entry, activity, meeting]
+        key = shared_key(record) if digested is None else format(digested, "016x")
         try:
-            reply = await self._batched([dedupe, *samples], args)
+            reply = await self._ask([mode, key, values, made, who, entry, activity, meeting, samples])
         except TimeoutError as error:
             self._failed(error)
             self._local("timeout")
@@ -389,63 +432,83 @@ class SharedState:
             self._failed(error)
             self._local("error")
             return None
-        new, entry, ended, times, hold, *flags = reply
-        if not new:
-            return Verdict(True)
-        held = None
-        if mode == "q":
-            text = times.decode() if isinstance(times, bytes) else str(times)
-            held = tuple(int(value) for value in text.split(",") if value)
-        text = entry.decode() if isinstance(entry, bytes) else str(entry)
-        enrichment = tuple(text.split(_SEP)) if text else None
+        if not reply[0]:
+            return _DUPLICATE
+        # Per event on the request path: no generators, one tuple per answer part (bench/replicas.py).
+        _, entry, ended, times, hold = reply[:5]
+        held = (tuple(map(int, times.split(","))) if times else ()) if mode == "q" else None
+        enrichment = tuple(entry.split(_SEP)) if entry else None
         if enrichment is not None and len(enrichment) != len(directory.labels):
             enrichment = None  # written by a replica with other labels enabled: not ours to use
-        return Verdict(False, enrichment, bool(ended), tuple(not flag for flag in flags), held, bool(hold))
+        samples_counted = tuple(not flag for flag in reply[5:]) if len(reply) > 5 else ()
+        return Verdict(False, enrichment, bool(ended), samples_counted, held, bool(hold))
 
-    async def _batched(self, keys: list[str], args: list[str | int]) -> Any:
-        """The check script's reply for `keys`, `args`, sent with every other check of this loop iteration.
+    def _ask(self, ask: list[Any]) -> asyncio.Future[Any]:
+        """The check script's answer to `ask`, sent with the other events asked meanwhile (auto-pipelining).
 
-        One pipeline per iteration instead of one command per event: redis-py's per-command cost, not
-        Redis, limits a replica (bench/replicas.py). The caller waits at most the call timeout; the batch
-        runs in a task of its own, so that no caller's cancellation or timeout stops it half-way.
+        A batch goes to Redis at the end of the loop iteration that started it while fewer than
+        IN_FLIGHT_MAX batches are on their way; otherwise it grows until one returns, so that a
+        saturated replica sends few big batches instead of many small ones. One timer per batch fails
+        its events at the call timeout (counted from the batch's first event), whatever the connection
+        does; the batch itself runs in a task of its own, so that no caller's cancellation stops it
+        half-way.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._batch.append((keys, args, future))
-        if len(self._batch) == 1:
+        batch = self._batch
+        if batch is None:
+            batch = self._batch = _Batch()
+            batch.timer = loop.call_later(self._timeout, batch.expire, self._timeout)
+        batch.asks.append(ask)
+        batch.futures.append(future)
+        if not self._scheduled and self._in_flight < IN_FLIGHT_MAX:
+            self._scheduled = True
             loop.call_soon(self._send_batch)
-        done, _ = await asyncio.wait({future}, timeout=self._timeout)
-        if not done:
-            raise TimeoutError(f"no answer from Redis within {self._timeout * 1000:g} ms")
-        return future.result()
+        return future
 
     def _send_batch(self) -> None:
-        batch, self._batch = self._batch, []
+        self._scheduled = False
+        batch, self._batch = self._batch, None
+        if batch is None:
+            return
+        self._in_flight += 1
         task = asyncio.ensure_future(self._send(batch))
         self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        task.add_done_callback(self._sent)
 
-    async def _send(self, batch: list[tuple[list[str], list[str | int], asyncio.Future[Any]]]) -> None:
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        self._in_flight -= 1
+        if not task.cancelled() and task.exception() is not None:  # a bug: its callers time out meanwhile
+            log.error("state: a batch of checks failed", exc_info=task.exception())
+        if self._batch is not None and not self._scheduled:  # it grew while this one was away: send it now
+            self._scheduled = True
+            self._send_batch()
+
+    async def _send(self, batch: _Batch) -> None:
+        answers: list[Any] = []
         try:
-            replies = await self._pipeline(batch)
-            if any(isinstance(reply, NoScriptError) for reply in replies):  # Redis restarted: load it again
-                await self._client.script_load(self._check_text)
-                replies = await self._pipeline(batch)
-        except REDIS_ERRORS as error:
-            replies = [error] * len(batch)
-        for (_, _, future), reply in zip(batch, replies, strict=True):
+            for start in range(0, len(batch.asks), BATCH_MAX):
+                blob = msgpack.packb(batch.asks[start : start + BATCH_MAX])
+                now = int(self._clock())
+                try:
+                    reply = await self._client.evalsha(self._check_sha, 0, blob, now)
+                except NoScriptError:  # Redis restarted (or flushed its scripts): load it again
+                    await self._client.script_load(self._check_text)
+                    reply = await self._client.evalsha(self._check_sha, 0, blob, now)
+                answers += msgpack.unpackb(reply, unicode_errors="replace")  # label values are held to closed sets
+            outcome: BaseException | None = None
+        except _SEND_ERRORS as error:
+            outcome = error
+        if batch.timer is not None:
+            batch.timer.cancel()
+        for index, future in enumerate(batch.futures):
             if future.done():
-                continue  # its caller gave up (timeout)
-            if isinstance(reply, BaseException):
-                future.set_exception(reply)
+                continue  # its caller gave up (timeout, cancelled)
+            if index < len(answers):
+                future.set_result(answers[index])
             else:
-                future.set_result(reply)
-
-    async def _pipeline(self, batch: list[tuple[list[str], list[str | int], asyncio.Future[Any]]]) -> list[Any]:
-        async with self._client.pipeline(transaction=False) as pipe:
-            for keys, args, _ in batch:
-                pipe.evalsha(self._check.sha, len(keys), *keys, *args)
-            return list(await pipe.execute(raise_on_error=False))
+                future.set_exception(outcome or ConnectionError("Redis answered too few events"))
 
     async def sync(
         self,
