@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "ingest": ingest.run,
     "scrape": scrape.run,
     "memory": memory.run,
+    "soak": memory.run_soak,
     "export": export.run,
     "persist": persist.run,
     "replicas": replicas.run,

@@ -172,15 +172,19 @@ def _subprocess(
 
 
 def run(smoke: bool = False) -> dict[str, Any]:
+    """Bytes per active participant at 10k and 50k participants, 10 simulated minutes each (~2 min)."""
     if smoke:
         return {"cases": [_subprocess(300, 3, 1)]}
-    cases = [_subprocess(10_000, 10, 10), _subprocess(50_000, 10, 10)]
-    # The soak: well past the 2-hour dedupe and enrichment windows (the global dedupe generations
-    # keep keys up to 2 h 40 min), when every table has reached its steady size.
-    return {"cases": cases, **_soak()}
+    return {"cases": [_subprocess(10_000, 10, 10), _subprocess(50_000, 10, 10)]}
 
 
-def _soak() -> dict[str, Any]:
+def run_soak(smoke: bool = False) -> dict[str, Any]:
+    """RSS of 10k participants joining and leaving over 400 simulated minutes (~1 h of one core): well past
+    the 2-hour dedupe and enrichment windows (the global dedupe generations keep keys up to 2 h 40 min),
+    when every table has reached its steady size. Its own benchmark, so that the memory cases can be
+    re-measured without it."""
+    if smoke:
+        return {"soak": _subprocess(200, 4, 1, streamed=True)}
     soak = _subprocess(10_000, SOAK_MINUTES, 10, streamed=True)
     steady = [s["rss_mib"] for s in soak["samples"] if s["minute"] >= SOAK_MINUTES - SOAK_STEADY_MINUTES]
     return {
@@ -188,7 +192,7 @@ def _soak() -> dict[str, Any]:
         "soak_steady_rss_mib": Spread.of(steady).as_dict(),
         "soak_steady_minutes": SOAK_STEADY_MINUTES,
         "soak_growth_percent": 100 * (steady[-1] - steady[0]) / steady[0],
-        "target": {"bytes_per_active_participant": 1536, "soak_growth_percent": 1},
+        "target": {"soak_growth_percent": 1},
     }
 
 
@@ -216,7 +220,7 @@ def main() -> None:
     if args.trace_soak:
         result = _subprocess(args.trace_soak, SOAK_MINUTES, 10, TRACE_FROM_MINUTE, streamed=True)
     elif args.soak:
-        result = _soak()
+        result = run_soak()
     elif args.case:
         with _open(args.case[0], "rb") as lines:
             result = _case(lines, int(args.case[1]), args.trace_from)

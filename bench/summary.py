@@ -101,7 +101,12 @@ def _memory(result: dict[str, Any]) -> list[str]:
                 per <= 1536,
             )
         )
-    if "soak" in result:
+    return rows
+
+
+def _soak(result: dict[str, Any]) -> list[str]:
+    rows = []
+    if "soak_growth_percent" in result:
         growth = result["soak_growth_percent"]
         minutes = result["soak"]["simulated_minutes"]
         rows.append(
@@ -219,6 +224,7 @@ def summary_table() -> str:
         ("hotpath", _hotpath),
         ("scrape", _scrape),
         ("memory", _memory),
+        ("soak", _soak),
         ("export", _export),
         ("persist", _persist),
         ("replicas", _replicas),

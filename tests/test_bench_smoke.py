@@ -23,13 +23,15 @@ def test_every_benchmark_runs_in_smoke_mode() -> None:
     )
     assert result.returncode == 0, result.stderr[-4000:]
     outputs = {name: value for line in result.stdout.splitlines() for name, value in json.loads(line).items()}
-    assert set(outputs) == {"hotpath", "ingest", "scrape", "memory", "export", "persist", "replicas"}
+    assert set(outputs) == {"hotpath", "ingest", "scrape", "memory", "soak", "export", "persist", "replicas"}
     assert outputs["ingest"]["agent_non_2xx"] == 0
     assert outputs["ingest"]["agent_outcomes_per_run"][0]["accepted"] > 0
     if shutil.which("promtool"):
         assert outputs["scrape"]["cases"][0]["promtool_check_metrics"] == "ok"
     assert outputs["export"]["webhook_latency_during_exports"]["otlp_on"]["failures"] == 0
     assert outputs["memory"]["cases"][0]["samples"]
+    assert outputs["soak"]["soak"]["streamed"]
+    assert outputs["soak"]["soak"]["samples"]
     assert outputs["persist"]["cases"][0]["entries"]["enrichment"] > 0
     assert outputs["persist"]["webhook_latency_during_checkpoints"]["checkpoint_every_5s"]["failures"] == 0
     assert outputs["replicas"]["redis_non_2xx"] == 0
