@@ -194,12 +194,11 @@ class Timekeeper:
         state = self._times.get(key)
         if state is None:
             state = self._times[key] = array("I", (_second(now), 0, 0))
-        for at in times:
-            known = state[_TIMES:]
-            index = bisect.bisect_left(known, at - SAME_TIME)
-            if index < len(known) and known[index] <= at + SAME_TIME:
+        for at in times:  # searched in place: a slice per time was ~4 us per event with Redis
+            index = bisect.bisect_left(state, at - SAME_TIME, lo=_TIMES)
+            if index < len(state) and state[index] <= at + SAME_TIME:
                 continue
-            state.insert(_TIMES + index, at)
+            state.insert(index, at)
         while len(state) - _TIMES > self._keep:
             del state[_TIMES]
             state[_FORGOT] = 1
