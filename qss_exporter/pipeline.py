@@ -164,7 +164,7 @@ class Pipeline:
         verdict = await shared.check(record, self._directory, account, key)
         self._verdict, self._digest = verdict, key
         try:
-            return self.ingest(record, source)
+            return self._ingest(record, source, account)
         finally:
             self._verdict = self._digest = None
 
@@ -177,6 +177,10 @@ class Pipeline:
         account = self.accounts.label(record.account_id)
         if account is None:
             return False
+        return self._ingest(record, source, account)
+
+    def _ingest(self, record: Record, source: str, account: str) -> bool:
+        """`ingest` once the record's account label is known (ingest_shared has it already)."""
         verdict = self._verdict
         now = self._store.now = self._clock()
         # The frequent events are remembered per participant (or call), the rare ones globally.
