@@ -15,12 +15,15 @@ guessed."""
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from pathlib import Path
 from typing import IO, Any
 
@@ -36,6 +39,74 @@ TRACE_FROM_MINUTE = SOAK_MINUTES - SOAK_STEADY_MINUTES
 def _rss() -> int:
     gc.collect()
     return int(Path("/proc/self/statm").read_text().split()[1]) * 4096
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def _heap() -> dict[str, float]:
+    """glibc malloc's own view (mallinfo2, glibc >= 2.33): bytes in use, free but kept in its heap, and
+    mmapped. A step in RSS with no step in use is memory the allocator kept, not objects the agent kept."""
+    try:
+        mallinfo2 = ctypes.CDLL(None).mallinfo2
+    except (AttributeError, OSError):  # not glibc
+        return {}
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    return {
+        "malloc_in_use_mib": info.uordblks / 2**20,
+        "malloc_free_kept_mib": info.fordblks / 2**20,
+        "malloc_mmapped_mib": info.hblkhd / 2**20,
+    }
+
+
+def _pymalloc() -> dict[str, float]:
+    """Python's small-object allocator (objects <= 512 bytes, in 1 MiB arenas it takes by mmap, not from
+    malloc): arenas held and bytes in use in them, from sys._debugmallocstats (written to fd 2)."""
+    figures: dict[str, float] = {}
+    with tempfile.TemporaryFile("w+b") as capture:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        for line in capture.read().decode().splitlines():
+            name, _, value = line.partition("=")
+            if name.startswith("# arenas allocated current"):
+                figures["pymalloc_arenas"] = int(value.replace(",", ""))
+            elif name.startswith("# bytes in allocated blocks"):
+                figures["pymalloc_in_use_mib"] = int(value.replace(",", "")) / 2**20
+    return figures
+
+
+def _large_containers(parts: dict[str, Any], floor: int = 256 * 1024) -> dict[str, int]:
+    """The state's containers whose own allocation (sys.getsizeof: a dict's table, not its items) is at
+    least `floor` bytes, by "part.attribute": a dict resizing shows here as the same step in RSS."""
+    sizes = {}
+    for name, part in parts.items():
+        for attribute, value in getattr(part, "__dict__", {}).items():
+            if isinstance(value, dict | set | list | deque) and (size := sys.getsizeof(value)) >= floor:
+                sizes[f"{name}.{attribute}"] = size
+    return sizes
 
 
 class _Clock:
@@ -95,7 +166,7 @@ def _case(lines: IO[bytes], sample_every: int, trace_from: int = 0) -> dict[str,
     pipeline = agent.pipeline
     active_participants = agent.store.family("zoom_qss_active_participants")
     baseline = _rss()
-    samples: list[dict[str, float]] = []
+    samples: list[dict[str, Any]] = []
     events = minute = 0
     wall = time.perf_counter()
     for line in lines:
@@ -123,6 +194,9 @@ def _case(lines: IO[bytes], sample_every: int, trace_from: int = 0) -> dict[str,
                     "bytes_per_active_participant": (rss - baseline) / max(active, 1),
                     "dedupe_keys": len(pipeline._history) + len(pipeline._dedupe),
                     "series": agent.store.series_count,
+                    **_heap(),
+                    **_pymalloc(),
+                    "large_containers": _large_containers({**pipeline.stateful(), "store": agent.store}),
                 }
             )
             # As it goes, for a long soak to be watched (and its samples kept if it is stopped).
