@@ -270,6 +270,14 @@ def _exporter_alerts() -> tuple[Alert, ...]:
             "exporter holds limits.max_series series: some sites, versions or data centres are missing.",
         ),
         Alert(
+            "QssExporterDedupeWindowShrunk",
+            f"{_by('job', 'increase(zoom_qss_dedupe_evicted_total[15m])')} > 0",
+            "warning",
+            "qss-exporter forgets delivered events before pipeline.dedupe_window_seconds ({{ $labels.job }})",
+            "{{ $value | humanize }} remembered events were dropped in 15 minutes because pipeline.dedupe_max_entries "
+            "was reached: a Zoom retry of an older event is counted a second time.",
+        ),
+        Alert(
             "QssExporterOtlpExportFailing",
             f"{_by('job, signal', f'increase({otlp_failed}[15m])')} > 0\nunless\n"
             f"{_by('job, signal', f'increase({otlp_ok}[15m])')} > 0",

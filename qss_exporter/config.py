@@ -551,7 +551,7 @@ class PipelineConfig(_Section):
         int,
         _check(lambda seconds: seconds >= 7200, "must be at least 7200 (Zoom retries deliveries for about 85 minutes)"),
     ] = 7_200
-    dedupe_max_entries: Annotated[int, Field(ge=1000)] = 2_000_000
+    dedupe_max_entries: Annotated[int, Field(ge=1000)] = 10_000_000
     enrichment_ttl_seconds: _Seconds = 7_200
     enrichment_max_entries: Annotated[int, Field(ge=100)] = 500_000
 
