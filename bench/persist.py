@@ -74,18 +74,19 @@ def _build(participants: int, directory: Path) -> dict[str, Any]:
     clock[0] = now
     history = pipeline.stateful()["history"]
     rng = random.Random(3)
-    histories: dict[Any, bytes] = history._histories  # type: ignore[attr-defined]
-    # The steady size of a 2-hour window (module docstring), within pipeline.dedupe_max_entries (2M).
-    steady = min(HISTORY_RECORDS, config.pipeline.dedupe_max_entries // max(1, len(histories)))
-    for bucket, records in histories.items():
-        missing = steady - len(records) // 10
-        if missing > 0:
-            start = int(now) - 7000
-            padding = b"".join(
-                (start + i * 38).to_bytes(4, "big") + rng.randbytes(6) for i in range(missing)
-            )  # older than the simulated records, in order
-            histories[bucket] = padding + records
-            history._size += missing  # type: ignore[attr-defined]
+    shards: list[dict[int, bytes]] = history._shards  # type: ignore[attr-defined]
+    # The steady size of a 2-hour window (module docstring), within pipeline.dedupe_max_entries.
+    steady = min(HISTORY_RECORDS, config.pipeline.dedupe_max_entries // max(1, sum(map(len, shards))))
+    for histories in shards:
+        for bucket, records in histories.items():  # values replaced in place: no key added or removed
+            missing = steady - len(records) // 10
+            if missing > 0:
+                start = int(now) - 7000
+                padding = b"".join(
+                    (start + i * 38).to_bytes(4, "big") + rng.randbytes(6) for i in range(missing)
+                )  # older than the simulated records, in order
+                histories[bucket] = padding + records
+                history._size += missing  # type: ignore[attr-defined]
     sizes = {name: len(part) for name, part in pipeline.stateful().items() if isinstance(part, Sized)}
     state = StateFile(directory, pipeline.stateful, enrichment_labels(config), 3600.0, core.state_families)
     assert state.open()

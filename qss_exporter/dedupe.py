@@ -130,6 +130,8 @@ _TIME_BYTES = 4
 _DIGEST_BYTES = 6
 _RECORD_BYTES = _TIME_BYTES + _DIGEST_BYTES
 _DIGEST_MASK = (1 << (8 * _DIGEST_BYTES)) - 1
+SHARDS = 256  # ParticipantHistory's dicts (its docstring says why)
+SHARD_MASK = SHARDS - 1
 
 
 def participant_bucket(participant: Sequence[str]) -> int:
@@ -160,15 +162,22 @@ class ParticipantHistory:
     history outlives their leaving by the window, so a late retry after the summary is still
     recognised. `max_entries` bounds the events held in total; past it the least recently started
     histories go first (in O(1) each), counted in `evicted`.
+
+    The histories are spread over SHARDS dicts by their bucket's low bits. A dict's table is sized at
+    its last resize, to a power of two above 3x the entries it then held, and never shrinks: held in
+    one dict, the ~45k histories of 10k participants' 2-hour window sat at the 2**17 / 3 boundary, so
+    the table jumped from 2.5 to 5 MiB at a chance moment (the 10k soak's 2.5 MiB steps in RSS, seen
+    in bench/memory.py's `large_containers`). Small tables resize independently, by ~10 KiB each.
     """
 
     def __init__(self, window: float, max_entries: int) -> None:
         self._window = window
         self._max_entries = max_entries
-        # participant bucket -> packed (arrival, digest) records, oldest first; insertion order = first seen
-        self._histories: dict[int, bytes] = {}
-        # The same buckets in the same order, for eviction: taking a dict's first key is O(keys deleted
-        # before it), and copying the keys was ~33 us per new participant at 50k once the cap was reached.
+        # participant bucket -> packed (arrival, digest) records, oldest first; in shard `bucket & SHARD_MASK`
+        self._shards: list[dict[int, bytes]] = [{} for _ in range(SHARDS)]
+        # Every bucket held, least recently started first, for eviction and snapshots: taking a dict's
+        # first key is O(keys deleted before it), and copying the keys was ~33 us per new participant at
+        # 50k once the cap was reached.
         self._order: deque[int] = deque()
         self._size = 0
         self.evicted = 0
@@ -180,7 +189,8 @@ class ParticipantHistory:
         """`digested`: `digest(key)` when the caller has it already (shared_state.py needs it too)."""
         packed = ((digest(key) if digested is None else digested) & _DIGEST_MASK).to_bytes(_DIGEST_BYTES, "little")
         bucket = participant_bucket(participant)
-        records = self._histories.get(bucket)
+        histories = self._shards[bucket & SHARD_MASK]
+        records = histories.get(bucket)
         if records is None:
             records = b""
             self._order.append(bucket)
@@ -197,7 +207,7 @@ class ParticipantHistory:
         if expired:
             records = records[expired:]
             self._size -= expired // _RECORD_BYTES
-        self._histories[bucket] = records + int(now).to_bytes(_TIME_BYTES, "big") + packed
+        histories[bucket] = records + int(now).to_bytes(_TIME_BYTES, "big") + packed
         self._size += 1
         if self._size > self._max_entries:
             self._evict_oldest(bucket)
@@ -209,16 +219,19 @@ class ParticipantHistory:
         The records are the live (immutable) bytes, not copies: copying ~1.8 kB for each of 50k
         participants held the event loop ~0.2 s; persistence.py packs them slice by slice between events.
         """
-        return {"keys": list(self._histories), "records": list(self._histories.values())}
+        keys = list(self._order)
+        shards = self._shards
+        return {"keys": keys, "records": [shards[bucket & SHARD_MASK][bucket] for bucket in keys]}
 
     def restore(self, data: Mapping[str, Any]) -> None:
         """Take back a `snapshot()`; what this history holds already stays.
 
         A file of schema 1 keyed the histories by the tuple of ids: they are taken back under their bucket.
         """
-        histories = self._histories
+        shards = self._shards
         for key, packed in zip(data["keys"], data["records"], strict=True):
             bucket = key if isinstance(key, int) else participant_bucket(key)
+            histories = shards[bucket & SHARD_MASK]
             if len(packed) % _RECORD_BYTES or bucket in histories:
                 continue
             histories[bucket] = bytes(packed)
@@ -228,14 +241,14 @@ class ParticipantHistory:
             self._evict_oldest(None)
 
     def _evict_oldest(self, keep: int | None) -> None:
-        order, histories = self._order, self._histories
+        order, shards = self._order, self._shards
         kept = False
         while self._size > self._max_entries and order:
             bucket = order.popleft()
             if bucket == keep:  # the participant just seen stays, even when it is the oldest
                 kept = True
                 continue
-            dropped = len(histories.pop(bucket)) // _RECORD_BYTES
+            dropped = len(shards[bucket & SHARD_MASK].pop(bucket)) // _RECORD_BYTES
             self._size -= dropped
             self.evicted += dropped
         if kept and keep is not None:
@@ -244,16 +257,20 @@ class ParticipantHistory:
     def expire(self, now: float) -> int:
         """Forget participants whose newest event is older than the window; returns how many."""
         cutoff = int(now - self._window)
-        stale = [
-            bucket
-            for bucket, records in self._histories.items()
-            if int.from_bytes(records[-_RECORD_BYTES:-_DIGEST_BYTES], "big") < cutoff
-        ]
-        for bucket in stale:
-            self._size -= len(self._histories.pop(bucket)) // _RECORD_BYTES
-        if stale:
-            self._order = deque(self._histories)
-        return len(stale)
+        forgotten = 0
+        for histories in self._shards:
+            stale = [
+                bucket
+                for bucket, records in histories.items()
+                if int.from_bytes(records[-_RECORD_BYTES:-_DIGEST_BYTES], "big") < cutoff
+            ]
+            for bucket in stale:
+                self._size -= len(histories.pop(bucket)) // _RECORD_BYTES
+            forgotten += len(stale)
+        if forgotten:
+            shards = self._shards
+            self._order = deque(bucket for bucket in self._order if bucket in shards[bucket & SHARD_MASK])
+        return forgotten
 
 
 class _Session:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sys
+
 from qss_exporter.dedupe import DedupeWindow, ParticipantHistory, participant_bucket
 
 
@@ -135,3 +137,34 @@ def test_a_participant_id_with_a_lone_surrogate_has_a_history_too() -> None:
     assert participant_bucket(odd) != participant_bucket(("acct", "m", "\ud801"))
     assert not history.seen(odd, ("qos", 1), 0.0)
     assert history.seen(odd, ("qos", 1), 60.0)
+
+
+def test_participant_history_keeps_its_start_order_across_shards_through_expiry_and_a_snapshot() -> None:
+    history = ParticipantHistory(window=7200, max_entries=100_000)
+    participants = [("acct", "m", str(n)) for n in range(2_000)]  # spread over every shard
+    for n, participant in enumerate(participants):
+        history.seen(participant, ("qos", n), float(n))
+    for participant in participants[1::2]:  # the odd ones stay busy; the even ones go idle
+        history.seen(participant, ("qos", "later"), 2_000.0)
+    assert history.expire(now=7200.0 + 1_000.5) == 500  # even participants 0 .. 998 idle past the window
+    restored = ParticipantHistory(window=7200, max_entries=100_000)
+    restored.restore(history.snapshot())
+    assert len(restored) == len(history) == 1_000 * 2 + 500  # the odd ones' two events, the even ones' one
+    # Least recently started first: the snapshot's order is the participants' first events', whatever the shard.
+    remaining = [p for n, p in enumerate(participants) if n % 2 or n >= 1_000]
+    assert restored.snapshot()["keys"] == [participant_bucket(p) for p in remaining]
+    restored_cap = ParticipantHistory(window=7200, max_entries=len(history) - 2)
+    restored_cap.restore(history.snapshot())  # past its cap: the least recently started go first
+    assert not restored_cap.seen(remaining[0], ("qos", 1), 2_001.0)  # participant 1's first event, forgotten
+    assert restored_cap.seen(remaining[2], ("qos", 5), 2_001.0)
+
+
+def test_participant_history_tables_stay_small_for_tens_of_thousands_of_participants() -> None:
+    # One dict of every history doubles its table (2.5 -> 5 MiB at ~45k histories) at a chance moment of
+    # churn: the soak's RSS steps. The shards keep each table small, so growth comes in small steps.
+    history = ParticipantHistory(window=7200, max_entries=10_000_000)
+    for n in range(60_000):
+        history.seen(("acct", "m", str(n)), ("qos", n), float(n % 3600))
+    tables = history._shards
+    assert sum(map(len, tables)) == 60_000
+    assert max(sys.getsizeof(table) for table in tables) <= 64 * 1024
