@@ -25,15 +25,17 @@ the time since the participant's record before it instead:
   only if a record after it had covered its interval already, i.e. at most `nominal` seconds for each
   record that failed delivery in the last minutes of a participant who then left.
 
-State per participant: up to `keep` recent distinct record times, in whole seconds, in a compact array
-of 32-bit integers (~130 bytes per participant), and the records held for the first time (label
-tuples, only until the second record time). It is expired with the activity window, by arrival.
+State per participant: up to `keep` recent distinct record times, in whole seconds, packed as 32-bit
+integers in one immutable `bytes` object replaced at each record (~85 bytes per participant; an
+`array` was ~150: its object and over-allocated buffer, bench/memory.py), and the records held for the
+first time (label tuples, only until the second record time). It is expired with the activity window, by arrival.
 Everything in it is plain numbers and strings, so that it can be serialised (issue 13).
 """
 
 from __future__ import annotations
 
 import bisect
+import struct
 import sys
 from array import array
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -47,12 +49,12 @@ SAME_TIME = 2.0  # seconds: record times this close are one time (per-type deliv
 Content = tuple[tuple[tuple[str, ...], ...], tuple[tuple[str, ...], ...]]
 Credit = Callable[[float, Content, float], None]  # (seconds, content, when: the arrival it belongs to)
 
-# array layout (unsigned 32-bit seconds): [last arrival, 1 if an older time was ever forgotten, 1 if the
-# participant left, then the record times t1 < t2 < ... held]
-_ARRIVAL = 0
-_FORGOT = 1
-_LEFT = 2
-_TIMES = 3
+# State layout (native unsigned 32-bit seconds, the layout of an `array("I")`): [last arrival, 1 if an
+# older time was ever forgotten, 1 if the participant left, then the record times t1 < t2 < ... held]
+_HEAD = struct.Struct("=III")
+_U32 = struct.Struct("=I")
+_TIMES = 3  # header fields
+_TIMES_AT = _HEAD.size  # byte offset of the times
 
 
 class Timekeeper:
@@ -66,7 +68,7 @@ class Timekeeper:
         self.max_gap = max_gap
         self.nominal = nominal
         self._keep = keep
-        self._times: dict[Hashable, array[int]] = {}
+        self._times: dict[Hashable, bytes] = {}
         self._held: dict[Hashable, list[Content]] = {}  # first records waiting for the second time
         self._labels: dict[tuple[str, ...], tuple[str, ...]] = {}  # one copy of each label set held
 
@@ -80,11 +82,12 @@ class Timekeeper:
         if state is None:
             self._start(key, at, now, content)
             return
-        state[_ARRIVAL] = max(state[_ARRIVAL], _second(now))
+        arrival, forgot, left = _HEAD.unpack_from(state)
+        arrival = max(arrival, _second(now))
         cap = self.max_gap
-        count = len(state) - _TIMES
-        last = state[-1]
-        if at > last + SAME_TIME and state[_LEFT]:  # back after leaving: a new presence
+        count = (len(state) - _TIMES_AT) >> 2
+        (last,) = _U32.unpack_from(state, len(state) - 4)
+        if at > last + SAME_TIME and left:  # back after leaving: a new presence
             self._start(key, at, now, content, earlier=True)
             return
         if at > last + SAME_TIME:  # the usual case: the next record
@@ -94,21 +97,22 @@ class Timekeeper:
                 for earlier in held:
                     self._credit(gap, earlier, now)
             self._credit(gap, content, now)
-            state.append(at)
-            if count == self._keep:
-                del state[_TIMES]
-                state[_FORGOT] = 1
+            if count == self._keep:  # the oldest time goes
+                self._times[key] = _HEAD.pack(arrival, 1, left) + state[_TIMES_AT + 4 :] + _U32.pack(at)
+            else:
+                self._times[key] = _HEAD.pack(arrival, forgot, left) + state[_TIMES_AT:] + _U32.pack(at)
             return
-        times = state[_TIMES:]
+        times = array("I", state[_TIMES_AT:])
         index = bisect.bisect_left(times, at - SAME_TIME)
         if index < count and times[index] <= at + SAME_TIME:  # the same time as a held one
+            self._times[key] = _HEAD.pack(arrival, forgot, left) + state[_TIMES_AT:]
             self._same_time(key, times, index, content, now)
             return
-        self._late(key, state, times, index, at, content, now)
+        self._late(key, (arrival, forgot, left), times, index, at, content, now)
 
     def _start(self, key: Hashable, at: int, now: float, content: Content, *, earlier: bool = False) -> None:
         """A first record; `earlier`: the participant had an earlier presence (its late records add nothing)."""
-        self._times[key] = array("I", (_second(now), 1 if earlier else 0, 0, at))
+        self._times[key] = _HEAD.pack(_second(now), 1 if earlier else 0, 0) + _U32.pack(at)
         self._held[key] = [self._compact(content)]
 
     def _compact(self, content: Content) -> Content:
@@ -134,7 +138,7 @@ class Timekeeper:
     def _late(
         self,
         key: Hashable,
-        state: array[int],
+        head: tuple[int, int, int],
         times: array[int],
         index: int,
         at: int,
@@ -143,8 +147,10 @@ class Timekeeper:
     ) -> None:
         """A record older than the newest time: it takes what is still uncredited of the gap it falls in."""
         cap = self.max_gap
+        arrival, forgot, left = head
         if index == 0:
-            if state[_FORGOT]:
+            if forgot:
+                self._times[key] = _HEAD.pack(arrival, forgot, left) + times.tobytes()
                 return  # older than what is held: its interval was credited (up to the cap) after it
             following = times[0]
             gap = min(following - at, cap)
@@ -158,14 +164,15 @@ class Timekeeper:
             uncredited = min(after - at, cap) + min(at - before, cap) - min(after - before, cap)
             if uncredited > 0.0:
                 self._credit(uncredited, content, now)
-        state.insert(_TIMES + index, at)
-        if len(state) - _TIMES > self._keep:
-            del state[_TIMES]
-            state[_FORGOT] = 1
+        times.insert(index, at)
+        if len(times) > self._keep:
+            del times[0]
+            forgot = 1
+        self._times[key] = _HEAD.pack(arrival, forgot, left) + times.tobytes()
 
     def snapshot(self) -> dict[str, Any]:
         """Plain data for persistence.py: each participant's packed times and their held first records."""
-        # The live arrays and lists, packed slice by slice between events by persistence.py (as dedupe.py's).
+        # The live bytes (an `array("I")`'s) and lists, packed slice by slice between events by persistence.py.
         times, held = self._times, self._held
         return {
             "byteorder": sys.byteorder,
@@ -184,16 +191,15 @@ class Timekeeper:
             if swap:
                 state.byteswap()
             if len(state) > _TIMES and participant not in self._times:
-                self._times[participant] = state
+                self._times[participant] = state.tobytes()
         for participant, held in zip(data["held_keys"], data["held"], strict=True):
             if participant in self._times and participant not in self._held:
                 self._held[participant] = [self._compact(content) for content in held]
 
     def hint(self, key: Hashable, times: Sequence[int], now: float) -> None:
         """Record times of participant `key` that other replicas received (shared_state.py), credited there."""
-        state = self._times.get(key)
-        if state is None:
-            state = self._times[key] = array("I", (_second(now), 0, 0))
+        packed = self._times.get(key)
+        state = array("I", (_second(now), 0, 0) if packed is None else packed)
         for at in times:  # searched in place: a slice per time was ~4 us per event with Redis
             index = bisect.bisect_left(state, at - SAME_TIME, lo=_TIMES)
             if index < len(state) and state[index] <= at + SAME_TIME:
@@ -201,7 +207,8 @@ class Timekeeper:
             state.insert(index, at)
         while len(state) - _TIMES > self._keep:
             del state[_TIMES]
-            state[_FORGOT] = 1
+            state[1] = 1  # an older time was forgotten
+        self._times[key] = state.tobytes()
         if key in self._held and len(state) - _TIMES > 1:  # the held first time's successor came elsewhere
             self.release(key, min(state[_TIMES + 1] - state[_TIMES], self.max_gap), now)
 
@@ -215,11 +222,12 @@ class Timekeeper:
         state = self._times.get(key)
         if state is None:
             return
-        state[_LEFT] = 1
+        arrival, forgot, _ = _HEAD.unpack_from(state)
+        self._times[key] = _HEAD.pack(arrival, forgot, 1) + state[_TIMES_AT:]
         held = self._held.pop(key, None)
         if held is not None:
             for content in held:  # credited as of its arrival, so that its series age from then
-                self._credit(min(self.nominal, self.max_gap), content, state[_ARRIVAL])
+                self._credit(min(self.nominal, self.max_gap), content, arrival)
 
     def end_prefix(self, prefix: tuple[str, ...]) -> None:
         """Every participant whose key starts with `prefix` left (their meeting ended)."""
@@ -230,7 +238,8 @@ class Timekeeper:
     def expire(self, now: float) -> int:
         """Forget participants with no record for the activity window (settling a lone first time); returns how many."""
         cutoff = now - self.window
-        stale = [key for key, state in self._times.items() if state[_ARRIVAL] < cutoff]
+        arrival = _U32.unpack_from
+        stale = [key for key, state in self._times.items() if arrival(state)[0] < cutoff]
         for key in stale:
             self.end(key)
             del self._times[key]

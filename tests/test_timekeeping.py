@@ -21,6 +21,7 @@ import datetime as dt
 import math
 import random
 import time
+import tracemalloc
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -259,3 +260,26 @@ async def test_time_through_the_agent_process(tmp_path: Path) -> None:
         assert agent.process.poll() is None
     finally:
         await asyncio.to_thread(agent.kill)
+
+
+def test_a_participant_s_times_cost_under_180_bytes_with_their_table_slots() -> None:
+    """bench/memory.py's 10k case holds ~10k of these: each participant's record times are one packed
+    bytes object, ~85 bytes (an `array` was ~150, with its over-allocated buffer: ~218 in all here)."""
+    sink = Sink()
+    keeper = Timekeeper(sink, 600.0)
+    keys = [("acme", "meeting", f"instance-{n // 10}", f"participant-{n}") for n in range(2_000)]
+    warm = Timekeeper(Sink(), 600.0)  # the interpreter's free lists filled first: they are not the states
+    for minute in range(12):
+        for key in keys:
+            warm.record(key, 1_000.0 + 60 * minute, 1_000.0 + 60 * minute, AUDIO)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for minute in range(12):  # past `keep` (8) times: the oldest go
+            for key in keys:
+                keeper.record(key, 1_000.0 + 60 * minute, 1_000.0 + 60 * minute, AUDIO)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown / len(keys) < 180, grown / len(keys)
+    assert sink.seconds[AUDIO] == pytest.approx(2_000 * 12 * 60.0)  # still credited whole
