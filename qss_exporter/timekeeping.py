@@ -41,7 +41,7 @@ from array import array
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["SAME_TIME", "Content", "Credit", "Timekeeper", "record_second"]
+__all__ = ["LAYOUT", "SAME_TIME", "Content", "Credit", "Timekeeper", "record_second"]
 
 SAME_TIME = 2.0  # seconds: record times this close are one time (per-type deliveries of one record)
 
