@@ -342,3 +342,23 @@ def test_a_snapshot_comes_back_whole_and_one_of_the_older_layout_too() -> None:
         assert restored.expire(1_750.0) == 2  # arrivals kept: `stays` and `lone` last arrived at 1_121-1_123
         assert len(restored) == 1
     assert sink.seconds[VIDEO] == pytest.approx(120.0)
+
+
+def test_the_table_of_held_first_records_shrinks_after_a_burst_of_joins() -> None:
+    keys = [f"participant-{n}" for n in range(20_000)]
+    tracemalloc.start()  # before the tables are made: what they free is seen
+    try:
+        timekeeper, sink = keeper(window=600.0)
+        for key in keys:  # everyone's first record, at once (the hour's meetings starting)
+            timekeeper.record(key, 1_000.0, 1_001.0, AUDIO)
+        for key in keys:
+            timekeeper.record(key, 1_060.0, 1_061.0, AUDIO)
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        assert timekeeper.expire(1_090.0) == 0
+        gc.collect()
+        freed = before - tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert freed > 20_000 * 20  # the held records' table (~40 bytes a participant) went with them
+    assert sink.seconds[AUDIO] == pytest.approx(20_000 * 2 * 60.0)
