@@ -369,20 +369,22 @@ class Store:
         # One exposition text per label set, shared by the families with the same label names (a media
         # stream's nine): ~170 bytes per series each kept alone, ~140 bytes per active participant at 10k
         # (bench/memory.py). Pruned to the live series' texts at `expire` after series were removed.
-        self._texts: dict[tuple[tuple[str, ...], LabelValues], str] = {}
+        self._texts: dict[tuple[str, ...], dict[LabelValues, str]] = {}  # label names -> values -> text
         self._texts_generation = 0
 
     @property
     def label_texts(self) -> int:
         """Label texts held (one per distinct label names and values of the stored series)."""
-        return len(self._texts)
+        return sum(len(texts) for texts in self._texts.values())
 
     def label_text(self, names: tuple[str, ...], values: LabelValues) -> str:
         """`label_text(names, values)`, the same string for every family with these label names."""
-        key = (names, values)
-        text = self._texts.get(key)
+        texts = self._texts.get(names)
+        if texts is None:
+            texts = self._texts[names] = {}
+        text = texts.get(values)
         if text is None:
-            text = self._texts[key] = label_text(names, values)
+            text = texts[values] = label_text(names, values)
         return text
 
     def _register(self, family: AnyFamily) -> None:
@@ -445,9 +447,10 @@ class Store:
         dropped = sum(family.expire(now) for family in self.stored_families())
         if self.generation != self._texts_generation:  # series were removed (here or by `remove`/`clear`)
             self._texts_generation = self.generation
-            self._texts = {
-                (family.labelnames, series.labels): series.text
-                for family in self.stored_families()
-                for series in family._series.values()
-            }
+            texts: dict[tuple[str, ...], dict[LabelValues, str]] = {}
+            for family in self.stored_families():
+                held = texts.setdefault(family.labelnames, {})
+                for series in family._series.values():
+                    held[series.labels] = series.text
+            self._texts = texts
         return dropped
