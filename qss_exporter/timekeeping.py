@@ -241,10 +241,7 @@ class Timekeeper:
 
     def end(self, key: Hashable) -> None:
         """The participant left: a lone first time stands for the nominal interval; late records still count."""
-        # Taken out and put back under the caller's key: the leave's key is the one activity.py keeps for the
-        # participants who left, so that one key tuple (and ids) stays for both, not two (~20 bytes per
-        # active participant in bench/memory.py's 10k case).
-        state = self._times.pop(key, None)
+        state = self._times.get(key)
         if state is None:
             return
         end = len(state) - _TAIL_BYTES

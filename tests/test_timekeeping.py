@@ -362,29 +362,3 @@ def test_the_table_of_held_first_records_shrinks_after_a_burst_of_joins() -> Non
         tracemalloc.stop()
     assert freed > 20_000 * 20  # the held records' table (~40 bytes a participant) went with them
     assert sink.seconds[AUDIO] == pytest.approx(20_000 * 2 * 60.0)
-
-
-def test_a_participant_who_left_is_held_under_the_leave_s_key_alone() -> None:
-    """The pipeline ends activity and time with the leave event's key, which activity.py keeps for those
-    who left: the record's equal key and its ids are not kept besides it."""
-    count = 5_000
-    tracemalloc.start()  # before the keys are made: what they free is seen
-    try:
-        timekeeper, sink = keeper(window=600.0)
-        for n in range(count):
-            key = ("acme", "meeting", "instance", f"participant-{n}")
-            timekeeper.record(key, 1_000.0, 1_001.0, AUDIO)
-            timekeeper.record(key, 1_060.0, 1_061.0, AUDIO)
-        del key
-        gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
-        left = [("acme", "meeting", "instance", f"participant-{n}") for n in range(count)]
-        for key in left:
-            timekeeper.end(key)
-        gc.collect()
-        grown = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
-    assert grown < count * 40, grown / count  # the leave keys replace the record keys (~130 bytes each)
-    timekeeper.record(left[0], 1_050.0, 1_070.0, AUDIO)  # a late record still counts for who left
-    assert sink.seconds[AUDIO] == pytest.approx(count * 2 * 60.0)
