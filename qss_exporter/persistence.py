@@ -66,9 +66,10 @@ log = logging.getLogger(__name__)
 FILE_NAME = "pipeline-state.bin"
 LOCK_NAME = "pipeline-state.lock"
 MAGIC = b"qss-exporter/st\n"  # 16 bytes
-SCHEMA = 2  # raise it when a part's snapshot changes shape; a file of a newer one is set aside
+SCHEMA = 3  # raise it when a part's snapshot changes shape; a file of a newer one is set aside
 # 2: the dedupe history is keyed by participant bucket (dedupe.participant_bucket), activity and
 # enrichment save their times and labels in columns; each part still takes a schema 1 snapshot back.
+# 3: the time part's states hold the record times first (timekeeping.LAYOUT); 1 and 2 files are taken back.
 _HEADER = struct.Struct(">IQI")  # schema, body length, CRC-32 of the body
 
 # Parts whose snapshots hold label values that include the enrichment labels: restored only when the

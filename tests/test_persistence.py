@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from qss_exporter.config import config_from_mapping
 from qss_exporter.core import build_core
 from qss_exporter.persistence import FILE_NAME, MAGIC, SCHEMA, StateError, StateFamilies, StateFile, decode, encode
 from qss_exporter.store import Store
+from qss_exporter.timekeeping import LAYOUT
 from qss_exporter.zoom.events import decode as decode_event
 from tests.conftest import SECRET, base_config, merge, parse_metrics, total
 from tests.process import AgentProcess
@@ -304,8 +306,17 @@ def test_a_restored_label_value_a_data_event_could_not_give_is_unknown() -> None
 
 
 def schema_1(parts: dict[str, Any], participant: tuple[str, str, str]) -> dict[str, Any]:
-    """The parts as a schema 1 agent wrote them: history keyed by ids, (time, labels) and (updated, values) pairs."""
+    """The parts as a schema 1 agent wrote them: history keyed by ids, (time, labels) and (updated, values) pairs,
+    each participant's times after their arrival and flags (the layout of schemas 1 and 2)."""
     old = copy.deepcopy(parts)
+    time_part = old["time"]
+    assert time_part.pop("layout") == LAYOUT
+    older = []
+    for packed in time_part["times"]:
+        state = array("I", packed)
+        *times, arrival, flags = state
+        older.append(array("I", (arrival, flags & 1, flags >> 1 & 1, *times)).tobytes())
+    time_part["times"] = older
     assert len(old["history"]["keys"]) == 1
     old["history"]["keys"] = [participant]
     for name in ("participants", "calls"):
@@ -317,7 +328,8 @@ def schema_1(parts: dict[str, Any], participant: tuple[str, str, str]) -> dict[s
 
 
 def test_a_schema_1_file_is_taken_back_by_the_running_agent(tmp_path: Path) -> None:
-    """The saved layout of history, activity and enrichment changed in schema 2: an older file still restores."""
+    """The saved layout of history, activity and enrichment changed in schema 2, the time part's in 3: an older
+    file still restores."""
     start = math.floor(time.time()) - 120.0
     clock = [start]
     core = build_core(config_from_mapping(base_config()), lambda: clock[0])
@@ -337,7 +349,7 @@ def test_a_schema_1_file_is_taken_back_by_the_running_agent(tmp_path: Path) -> N
     state = tmp_path / "state"
     state.mkdir()
     (state / FILE_NAME).write_bytes(MAGIC + (1).to_bytes(4, "big") + file[len(MAGIC) + 4 :])
-    assert SCHEMA == 2
+    assert SCHEMA == 3
     with AgentProcess(tmp_path, state_config(tmp_path, 3600.0)) as agent:
         after = parse_metrics(agent.scrape_text())
         assert total(after, "zoom_qss_state_restore", outcome="restored") == 1

@@ -141,3 +141,29 @@ def test_fixed_size_self_metrics_are_not_capped() -> None:
     series = store.callback("series", "doc", ("f",), lambda: [Sample(("a",), 1.0), Sample(("b",), 0.0)], capped=False)
     assert len(series.collect()) == 2
     assert store.computed_count == 0
+
+
+def test_families_with_the_same_labels_share_one_label_text_and_it_is_dropped_with_its_series() -> None:
+    clock = FakeClock()
+    store = Store(100, clock)
+    latency = store.histogram("latency", "doc", ("media", "path"), (1.0,), ttl=60.0)
+    jitter = store.histogram("jitter", "doc", ("media", "path"), (1.0,), ttl=60.0)
+    records = store.counter("records_total", "doc", ("media", "path"), ttl=60.0)
+    other = store.counter("other_total", "doc", ("kind", "path"))
+    labels = ("audio", 'a"b')
+    latency.observe(labels, 0.5)
+    jitter.observe(("audio", 'a"b'), 0.5)  # an equal tuple, not the same one
+    records.inc(labels)
+    other.inc(labels)
+    (a,), (b,), (c,), (d,) = latency.series(), jitter.series(), records.series(), other.series()
+    assert a.text == 'media="audio",path="a\\"b"'
+    assert a.text is b.text is c.text  # one string for the three series: the renderer's cache, shared
+    assert d.text == 'kind="audio",path="a\\"b"'
+    assert store.label_texts == 2
+    clock.now += 61.0
+    assert store.expire() == 3
+    assert store.label_texts == 1  # the texts of expired series go with them
+    latency.observe(labels, 0.5)
+    (again,) = latency.series()
+    assert again.text == 'media="audio",path="a\\"b"'
+    assert store.label_texts == 2

@@ -18,9 +18,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime as dt
+import gc
 import math
 import random
+import sys
 import time
+import tracemalloc
+from array import array
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -259,3 +263,102 @@ async def test_time_through_the_agent_process(tmp_path: Path) -> None:
         assert agent.process.poll() is None
     finally:
         await asyncio.to_thread(agent.kill)
+
+
+def test_a_participant_s_times_cost_under_190_bytes_with_their_table_slots() -> None:
+    """bench/memory.py's 10k case holds ~10k of these: each participant's record times are one packed
+    bytes object, ~85 bytes (an `array` was ~150, with its over-allocated buffer).
+    Measured by file:line, growth of the participants' table from 5k to 10k participants (the free lists
+    of the interpreter and the other tests' leftovers do not count)."""
+    sink = Sink()
+    keeper = Timekeeper(sink, 600.0)
+    keys = [("acme", "meeting", f"instance-{n // 10}", f"participant-{n}") for n in range(10_000)]
+
+    def participants(chosen: list[tuple[str, str, str, str]]) -> None:
+        for minute in range(12):  # past `keep` (8) times: the oldest go
+            for key in chosen:
+                keeper.record(key, 1_000.0 + 60 * minute, 1_000.0 + 60 * minute, AUDIO)
+
+    participants(keys[:5_000])
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        participants(keys[5_000:])
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    ours = [tracemalloc.Filter(inclusive=True, filename_pattern="*/qss_exporter/timekeeping.py")]
+    grown = sum(stat.size_diff for stat in after.filter_traces(ours).compare_to(before.filter_traces(ours), "lineno"))
+    assert grown / 5_000 < 190, grown / 5_000  # ~160 (the dicts grown to 10k included); ~230 with arrays
+    assert sink.seconds[AUDIO] == pytest.approx(10_000 * 12 * 60.0)  # still credited whole
+
+
+def test_times_hinted_by_other_replicas_release_the_held_first_record_and_space_the_next() -> None:
+    timekeeper, sink = keeper()
+    timekeeper.hint("other", [940, 1000], 1_000.0)  # a participant first seen elsewhere: nothing credited here
+    timekeeper.record("p", 1_000.0, 1_003.0, AUDIO)  # held: a first time
+    timekeeper.hint("p", [1_060, 1_001], 1_061.0)  # 1_001 is the same time as 1_000
+    assert sink.seconds[AUDIO] == pytest.approx(60.0)  # the held record's spacing came from elsewhere
+    timekeeper.record("p", 1_120.0, 1_121.0, VIDEO)
+    assert sink.seconds[VIDEO] == pytest.approx(60.0)  # spaced from the hinted time
+    timekeeper.record("other", 1_060.0, 1_061.0, AUDIO)
+    assert sink.seconds[AUDIO] == pytest.approx(120.0)
+    timekeeper.hint("p", list(range(200, 1_000, 60)), 1_122.0)  # more than `keep`: the oldest are forgotten
+    timekeeper.record("p", 100.0, 1_123.0, AUDIO)  # older than what is held, which forgot older times
+    assert sink.seconds[AUDIO] == pytest.approx(120.0)
+
+
+def test_a_snapshot_comes_back_whole_and_one_of_the_older_layout_too() -> None:
+    timekeeper, sink = keeper(window=600.0)
+    timekeeper.record("stays", 1_000.0, 1_001.0, AUDIO)
+    timekeeper.record("stays", 1_060.0, 1_061.0, AUDIO)
+    timekeeper.record("left", 1_000.0, 1_001.0, VIDEO)
+    timekeeper.record("left", 1_060.0, 1_061.0, VIDEO)
+    timekeeper.end("left")
+    timekeeper.record("lone", 1_030.0, 1_031.0, AUDIO)  # held
+    saved = copy.deepcopy(timekeeper.snapshot())
+    older = {  # before the times came first: [arrival, forgot, left, times...]
+        "byteorder": sys.byteorder,
+        "keys": ["stays", "left", "lone"],
+        "times": [
+            array("I", (1_061, 0, 0, 1_000, 1_060)).tobytes(),
+            array("I", (1_061, 0, 1, 1_000, 1_060)).tobytes(),
+            array("I", (1_031, 0, 0, 1_030)).tobytes(),
+        ],
+        "held_keys": ["lone"],
+        "held": [[AUDIO]],
+    }
+    for data in (saved, older):
+        restored, credited = keeper(window=600.0)
+        restored.restore(data)
+        restored.record("stays", 1_120.0, 1_121.0, AUDIO)  # 60 s after the restored newest time
+        restored.record("left", 1_050.0, 1_122.0, VIDEO)  # a late record of the presence that ended
+        restored.record("left", 1_500.0, 1_501.0, VIDEO)  # back: a new presence, held
+        restored.record("lone", 1_090.0, 1_123.0, AUDIO)  # the held first record is spaced now
+        assert credited.seconds[AUDIO] == pytest.approx(60.0 + 2 * 60.0)
+        assert credited.seconds[VIDEO] == pytest.approx(0.0)
+        assert restored.expire(1_750.0) == 2  # arrivals kept: `stays` and `lone` last arrived at 1_121-1_123
+        assert len(restored) == 1
+    assert sink.seconds[VIDEO] == pytest.approx(120.0)
+
+
+def test_the_table_of_held_first_records_shrinks_after_a_burst_of_joins() -> None:
+    keys = [f"participant-{n}" for n in range(20_000)]
+    tracemalloc.start()  # before the tables are made: what they free is seen
+    try:
+        timekeeper, sink = keeper(window=600.0)
+        for key in keys:  # everyone's first record, at once (the hour's meetings starting)
+            timekeeper.record(key, 1_000.0, 1_001.0, AUDIO)
+        for key in keys:
+            timekeeper.record(key, 1_060.0, 1_061.0, AUDIO)
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        assert timekeeper.expire(1_090.0) == 0
+        gc.collect()
+        freed = before - tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert freed > 20_000 * 20  # the held records' table (~40 bytes a participant) went with them
+    assert sink.seconds[AUDIO] == pytest.approx(20_000 * 2 * 60.0)
