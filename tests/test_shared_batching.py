@@ -16,6 +16,7 @@ import pytest
 from redis.asyncio import Redis
 
 from qss_exporter import dedupe, pipeline, shared_state
+from qss_exporter.activity import ActivityTracker
 from qss_exporter.config import config_from_mapping
 from qss_exporter.enrichment import ParticipantDirectory, SiteMap
 from qss_exporter.outputs.prometheus import render
@@ -187,6 +188,22 @@ async def test_a_restarted_redis_gets_the_script_again(redis_server: RedisServer
     assert verdicts[1].duplicate
 
 
+async def test_sync_loads_the_scripts_so_that_no_batch_meets_noscript(replica: Replica) -> None:
+    """A fresh (or restarted, or flushed) Redis knows no script: `sync` loads them at start and after an
+    outage, so that the first batch is one round trip, not NOSCRIPT and a second one."""
+    for _ in range(2):  # at start; then after Redis failed a call and lost its scripts meanwhile
+        await replica.client.script_flush()
+        await replica.client.config_resetstat()
+        assert await replica.state.sync(ActivityTracker(600), ActivityTracker(600))
+        verdicts = await replica.check(qos(1), qos(2))
+        assert [v is not None and v.duplicate for v in verdicts] == [False, False]
+        stats = await replica.client.info("commandstats")
+        assert stats["cmdstat_evalsha"]["calls"] == 1
+        assert stats["cmdstat_evalsha"]["failed_calls"] == 0  # NOSCRIPT would be one
+        replica.state._failed(ConnectionError("gone"))  # as when Redis stopped answering
+        await replica.client.flushall()
+
+
 async def test_a_qos_record_is_digested_once_for_redis_and_the_local_history(
     start_agent: AgentFactory, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -218,7 +235,7 @@ async def test_a_qos_record_is_digested_once_for_redis_and_the_local_history(
 async def test_an_entry_that_is_not_utf8_is_no_label_and_fails_nothing(replica: Replica) -> None:
     """Whoever writes Redis may store any bytes: they never become a label value, nor fail the batch."""
     record = qos(5)
-    key = f"qss:e:{record.account_id}|{record.instance}|{record.participant_id}"
+    key = f"qss:{shared_state.LAYOUT}e:{record.account_id}|{record.instance}|{record.participant_id}"
     await replica.client.set(key, b"\xff\xfe\x1f\xc3")
     forged, other = await replica.check(record, qos(6))
     assert forged is not None
