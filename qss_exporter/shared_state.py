@@ -92,7 +92,8 @@ LAYOUT = "2:"
 # Its keys: d:<digest> (SET NX, the dedupe window), e:<enrichment id> (the label values, the enrichment
 # TTL), a:<activity id> (a participant's hash) or c:<call> (a call's), xm:<meeting> (a meeting's end,
 # read by `sync` only: locally a meeting's end ends the participants active then, not later ones).
-# A participant's hash holds x (ended: Redis's clock in ms, an end older than the activity window is no
+# A participant's hash holds x (ended: when, in ms of the writing replica's clock (not Redis's TIME: the
+# least-privilege ACL of docs/config.md does not grant it); an end older than the activity window is no
 # end, as locally), o (the owner), t (the record times, comma-separated), h (the replicas holding their
 # first time's records, space-separated); one PEXPIRE (the activity window) per touched hash. One hash
 # instead of four keys: 5 calls per QoS record instead of 6 - 8, and Redis's CPU per event in the
@@ -107,9 +108,8 @@ LAYOUT = "2:"
 _CHECK = """
 local D, E, A, ME, GAP, P = '@D@', '@E@', '@A@', '@ME@', '@GAP@', '@P@'
 local WINDOW = tonumber(A)
-local clock = redis.call('TIME')
-local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local now = ARGV[2]
+local now_ms = tonumber(now) * 1000
 local DUPLICATE = {0, '', 0, '', 0}
 local function ended_at(value)
   return value and now_ms - tonumber(value) < WINDOW
@@ -224,11 +224,10 @@ for i, ask in ipairs(cmsgpack.unpack(ARGV[1])) do answers[i] = check(ask) end
 return cmsgpack.pack(answers)
 """
 # Per activity entry, KEYS its hash and its meeting's end marker (a pair; a call's hash twice: a call has no
-# meeting); ARGV 1 this replica, 2 activity ms. An entry without an owner (expired, or Redis restarted
+# meeting); ARGV 1 this replica, 2 activity ms, 3 now (s). An entry without an owner (expired, or Redis restarted
 # empty) is claimed. Returns per entry 0 (keep), 1 (owned elsewhere: forget here), 2 (ended).
 _SYNC = """
-local clock = redis.call('TIME')
-local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local now_ms = tonumber(ARGV[3]) * 1000
 local window = tonumber(ARGV[2])
 local result = {}
 for k = 1, #KEYS, 2 do
@@ -569,7 +568,8 @@ class SharedState:
                     meeting = f"{account}|{product}|{instance}"
                     keys += [f"{p}a:{meeting}|{participant}", f"{p}xm:{meeting}"]
                 codes = await redis_call(
-                    self._sync(keys=keys, args=[self.identity, self._activity_ms]), self._sync_timeout
+                    self._sync(keys=keys, args=[self.identity, self._activity_ms, int(self._clock())]),
+                    self._sync_timeout,
                 )
                 self._apply(participants, chunk, codes, timekeeper)
             entries = calls.counted()
@@ -580,7 +580,8 @@ class SharedState:
                     call = f"{account}|{call_id}"
                     keys += [f"{p}c:{call}", f"{p}c:{call}"]
                 codes = await redis_call(
-                    self._sync(keys=keys, args=[self.identity, self._activity_ms]), self._sync_timeout
+                    self._sync(keys=keys, args=[self.identity, self._activity_ms, int(self._clock())]),
+                    self._sync_timeout,
                 )
                 self._apply(calls, chunk, codes)
             await self._claim_meetings(participants)

@@ -52,8 +52,15 @@ def data_event() -> ParticipantInfo:
 class Replica:
     """One replica's SharedState on its own client, with the store its counters live in."""
 
-    def __init__(self, redis: RedisServer, call_timeout: float, command_timeout: float = 3.0) -> None:
-        redis_settings = {"url": redis.url, "command_timeout_seconds": command_timeout, "connect_timeout_seconds": 1}
+    def __init__(
+        self, redis: RedisServer, call_timeout: float, command_timeout: float = 3.0, **credentials: str
+    ) -> None:
+        redis_settings = {
+            "url": redis.url,
+            "command_timeout_seconds": command_timeout,
+            "connect_timeout_seconds": 1,
+            **credentials,
+        }
         config = config_from_mapping({"accounts": [ACME], "state": {"backend": "redis", "redis": redis_settings}})
         self.client: Redis = build_redis(config.state.redis)
         self.store = Store(10_000, time.time)
@@ -202,6 +209,46 @@ async def test_sync_loads_the_scripts_so_that_no_batch_meets_noscript(replica: R
         assert stats["cmdstat_evalsha"]["failed_calls"] == 0  # NOSCRIPT would be one
         replica.state._failed(ConnectionError("gone"))  # as when Redis stopped answering
         await replica.client.flushall()
+
+
+async def test_the_documented_acl_is_enough_for_every_script_of_the_shared_state(redis_server: RedisServer) -> None:
+    """docs/config.md's least-privilege ACL user (no TIME, for one) runs the check of every kind of
+    event, `sync` and the meetings' claims: a command it lacks would fail every batch."""
+    admin = Redis.from_url(redis_server.url)
+    try:
+        await admin.acl_setuser(
+            "qss",
+            enabled=True,
+            passwords=["+acl-pass"],
+            keys=["qss:*"],
+            categories=["+@connection", "+@read", "+@write", "+@scripting"],
+            commands=["+info"],
+        )
+    finally:
+        await admin.aclose()
+    replica = Replica(redis_server, call_timeout=2.0, username="qss", password="acl-pass")
+    try:
+        events = [
+            decode(load_sample(name))
+            for name in (
+                "meeting.participant_data",
+                "meeting.participant_qos",
+                "meeting.participant_qos_summary",
+                "meeting.participant_data_summary",
+                "phone.call_qos",
+                "phone.call_qos_summary",
+            )
+        ]
+        verdicts = await replica.check(*events, qos(1), qos(1, second=30))
+        assert all(verdict is not None and not verdict.duplicate for verdict in verdicts), verdicts
+        participants, calls = ActivityTracker(600), ActivityTracker(600)
+        participants.touch((ACCOUNT, "meeting", "instance", "p9"), time.time(), (ACCOUNT,))
+        calls.touch((ACCOUNT, "call-9"), time.time(), (ACCOUNT,))
+        assert await replica.state.sync(participants, calls)
+        assert participants.counted() == [(ACCOUNT, "meeting", "instance", "p9")]  # claimed: unowned before
+        assert replica.decisions("error") == replica.decisions("timeout") == 0
+    finally:
+        await replica.client.aclose()
 
 
 async def test_a_qos_record_is_digested_once_for_redis_and_the_local_history(
