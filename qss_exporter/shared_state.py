@@ -11,8 +11,8 @@ What is shared, and how (docs/deploy.md "Two replicas with Redis" says it for op
   every QoS or summary record reads the entry in the same round trip as its dedupe check, so a local
   cache would save no round trip; the entry read is put into the local directory, which answers alone
   while Redis is away.
-* **Activity.** A leave (leave event, summary, data summary) sets an `ended` marker (`PX <activity
-  window>`), a meeting's end a meeting marker; a QoS record reads them, so a leave seen anywhere ends the
+* **Activity.** A leave (leave event, summary, data summary) sets an `ended` marker in the participant's
+  hash (for the activity window), a meeting's end a meeting marker; a QoS record reads them, so a leave seen anywhere ends the
   participant everywhere. Which replica counts a participant in `zoom_qss_active_participants` (and a
   call in `zoom_qss_phone_active_calls`): the one that received their latest QoS record (it writes
   itself as the owner); a meeting in `zoom_qss_active_meetings`: the replica whose claim on it holds,
