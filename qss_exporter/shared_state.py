@@ -12,13 +12,13 @@ What is shared, and how (docs/deploy.md "Two replicas with Redis" says it for op
   cache would save no round trip; the entry read is put into the local directory, which answers alone
   while Redis is away.
 * **Activity.** A leave (leave event, summary, data summary) sets an `ended` marker in the participant's
-  hash (for the activity window), a meeting's end a meeting marker; a QoS record reads them, so a leave seen anywhere ends the
-  participant everywhere. Which replica counts a participant in `zoom_qss_active_participants` (and a
-  call in `zoom_qss_phone_active_calls`): the one that received their latest QoS record (it writes
-  itself as the owner); a meeting in `zoom_qss_active_meetings`: the replica whose claim on it holds,
-  taken by a replica that counts one of its participants. `sync` reconciles every few seconds: entries
-  owned elsewhere are forgotten here, ended ones ended. The gauges summed over the replicas are then a
-  single agent's.
+  hash (for the activity window), a meeting's end a meeting marker; a QoS record reads them, so a leave
+  seen anywhere ends the participant everywhere. Which replica counts a participant in
+  `zoom_qss_active_participants` (and a call in `zoom_qss_phone_active_calls`): the one that received
+  their latest QoS record (it writes itself as the owner); a meeting in `zoom_qss_active_meetings`: the
+  replica whose claim on it holds, taken by a replica that counts one of its participants. `sync`
+  reconciles every few seconds: entries owned elsewhere are forgotten here, ended ones ended. The
+  gauges summed over the replicas are then a single agent's.
 
 Everything the request path asks goes through `check`, within a per-call timeout in milliseconds. The
 checks of concurrent requests share one EVALSHA (`_ask`: a batch, auto-pipelined: at most IN_FLIGHT_MAX
