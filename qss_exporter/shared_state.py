@@ -11,14 +11,14 @@ What is shared, and how (docs/deploy.md "Two replicas with Redis" says it for op
   every QoS or summary record reads the entry in the same round trip as its dedupe check, so a local
   cache would save no round trip; the entry read is put into the local directory, which answers alone
   while Redis is away.
-* **Activity.** A leave (leave event, summary, data summary) sets an `ended` marker (`PX <activity
-  window>`), a meeting's end a meeting marker; a QoS record reads them, so a leave seen anywhere ends the
-  participant everywhere. Which replica counts a participant in `zoom_qss_active_participants` (and a
-  call in `zoom_qss_phone_active_calls`): the one that received their latest QoS record (it writes
-  itself as the owner); a meeting in `zoom_qss_active_meetings`: the replica whose claim on it holds,
-  taken by a replica that counts one of its participants. `sync` reconciles every few seconds: entries
-  owned elsewhere are forgotten here, ended ones ended. The gauges summed over the replicas are then a
-  single agent's.
+* **Activity.** A leave (leave event, summary, data summary) sets an `ended` marker in the participant's
+  hash (for the activity window), a meeting's end a meeting marker; a QoS record reads them, so a leave
+  seen anywhere ends the participant everywhere. Which replica counts a participant in
+  `zoom_qss_active_participants` (and a call in `zoom_qss_phone_active_calls`): the one that received
+  their latest QoS record (it writes itself as the owner); a meeting in `zoom_qss_active_meetings`: the
+  replica whose claim on it holds, taken by a replica that counts one of its participants. `sync`
+  reconciles every few seconds: entries owned elsewhere are forgotten here, ended ones ended. The
+  gauges summed over the replicas are then a single agent's.
 
 Everything the request path asks goes through `check`, within a per-call timeout in milliseconds. The
 checks of concurrent requests share one EVALSHA (`_ask`: a batch, auto-pipelined: at most IN_FLIGHT_MAX
@@ -57,7 +57,7 @@ from qss_exporter.zoom.records import (
     SummaryRecord,
 )
 
-__all__ = ["LOCAL_DECISION_REASONS", "SharedFamilies", "SharedState", "Verdict", "run_sync", "shared_key"]
+__all__ = ["LAYOUT", "LOCAL_DECISION_REASONS", "SharedFamilies", "SharedState", "Verdict", "run_sync", "shared_key"]
 
 log = logging.getLogger(__name__)
 
@@ -75,18 +75,30 @@ BATCH_MAX = 500  # events per script call: Redis runs a script alone, ~40 us per
 SYNC_TIMEOUT_SECONDS = 2.0
 _SEP = "\x1f"  # between label values in an enrichment entry (no label value holds it: vocabulary.py)
 
+# The key layout's version, in every shared-state key after `key_prefix`: replicas of two layouts never
+# read each other's keys (a rollout across a layout change drops the shared windows once: CHANGELOG).
+# 2: one hash per participant (and per call) for the activity keys, instead of a key per field.
+LAYOUT = "2:"
+
 # A batch of events' questions in one EVALSHA (`_send`): ARGV[1] the events, msgpack-packed, ARGV[2] now
 # (s); the reply is the per-event answers, msgpack-packed. One blob each way, not one command per event
 # with its keys and arguments: redis-py's cost per command and per argument, not Redis, limited a
 # replica (bench/replicas.py). The constants (@D@ dedupe ms, @E@ enrichment ms, @A@ activity ms, @ME@
-# this replica, @GAP@ Timekeeper.max_gap, @P@ the key prefix) are written into the script, and the keys
-# are built in it (not Redis Cluster: a script touches keys it is not given).
+# this replica, @GAP@ Timekeeper.max_gap, @P@ the key prefix with LAYOUT) are written into the script,
+# and the keys are built in it (not Redis Cluster: a script touches keys it is not given).
 # An event: {1 mode, 2 its dedupe digest (hex), 3 new label values, 4 the record time (s), 5 the
 # participant's activity key (JSON, for releases), 6 their enrichment id, 7 their activity id (or the
-# call's), 8 their meeting's, 9 phone samples' dedupe digests}. Its keys: K[1] dedupe, K[2] the
-# participant's enrichment entry, K[3] their ended marker, K[4] their meeting's ended marker (read by
-# `sync` only: locally a meeting's end ends the participants active then, not later ones), K[5] the
-# activity owner, K[6] their record times, K[7] the replicas holding their first time's records.
+# call's), 8 their meeting's, 9 phone samples' dedupe digests}.
+# Its keys: d:<digest> (SET NX, the dedupe window), e:<enrichment id> (the label values, the enrichment
+# TTL), a:<activity id> (a participant's hash) or c:<call> (a call's), xm:<meeting> (a meeting's end,
+# read by `sync` only: locally a meeting's end ends the participants active then, not later ones).
+# A participant's hash holds x (ended: when, in ms of the writing replica's clock (not Redis's TIME: the
+# least-privilege ACL of docs/config.md does not grant it); an end older than the activity window is no
+# end, as locally), o (the owner), t (the record times, comma-separated), h (the replicas holding their
+# first time's records, space-separated); one PEXPIRE (the activity window) per touched hash. One hash
+# instead of four keys: 5 calls per QoS record instead of 6 - 8, and Redis's CPU per event in the
+# script 34 - 35 us instead of 44 - 47 (3,000 participants' QoS records replayed through EVALSHA in
+# batches of 100, Redis's used_cpu per event, the two layouts one after the other).
 # Modes: q (QoS: read enrichment and markers, own), s (a leave: end, read enrichment), i (data event:
 # merge enrichment), f (data summary: merge and end), m (a meeting's end), c (phone sample), z (phone
 # summary: dedupe each sample), Z (z, and the call ended), e (a phone call's end), o (anything else).
@@ -95,80 +107,95 @@ _SEP = "\x1f"  # between label values in an enrichment entry (no label value hol
 # as one after the other.
 _CHECK = """
 local D, E, A, ME, GAP, P = '@D@', '@E@', '@A@', '@ME@', '@GAP@', '@P@'
+local WINDOW = tonumber(A)
 local now = ARGV[2]
+local now_ms = tonumber(now) * 1000
+local DUPLICATE = {0, '', 0, '', 0}
+local function ended_at(value)
+  return value and now_ms - tonumber(value) < WINDOW
+end
+-- The replicas holding a first time's records (h) learn its spacing (or the participant's end) from here.
+local function release(holders, who, gap)
+  if not holders then return end
+  for holder in string.gmatch(holders, '[^ ]+') do
+    if holder ~= ME then
+      redis.call('RPUSH', P .. 'r:' .. holder, who .. '\t' .. gap)
+      redis.call('PEXPIRE', P .. 'r:' .. holder, A)
+    end
+  end
+end
 local function check(ask)
   local mode = ask[1]
-  local K = {P .. 'd:' .. ask[2]}
-  if mode == 'c' or mode == 'z' or mode == 'Z' or mode == 'e' then
-    K[3] = P .. 'xc:' .. ask[7]
-    K[4] = K[3]
-    K[5] = P .. 'oc:' .. ask[7]
-  else
-    K[2] = P .. 'e:' .. ask[6]
-    K[3] = P .. 'x:' .. ask[7]
-    K[4] = P .. 'xm:' .. ask[8]
-    K[5] = P .. 'o:' .. ask[7]
-    K[6] = P .. 't:' .. ask[7]
-    K[7] = P .. 'h:' .. ask[7]
-  end
-  local new = redis.call('SET', K[1], '1', 'NX', 'PX', D)
-  if not new then return {0, '', 0, '', 0} end
+  if not redis.call('SET', P .. 'd:' .. ask[2], '1', 'NX', 'PX', D) then return DUPLICATE end
   local ended = 0
   local times = ''
   local hold = 0
-  local function release(gap)
-    for _, holder in ipairs(redis.call('SMEMBERS', K[7])) do
-      if holder ~= ME then
-        redis.call('RPUSH', P .. 'r:' .. holder, ask[5] .. '\t' .. gap)
-        redis.call('PEXPIRE', P .. 'r:' .. holder, A)
-      end
+  if mode == 'q' then
+    local a = P .. 'a:' .. ask[7]
+    local f = redis.call('HMGET', a, 'x', 't', 'h')
+    local set = {}
+    if ended_at(f[1]) then ended = 1 else set[#set + 1] = 'o'; set[#set + 1] = ME end
+    -- The participant's recent record times (timekeeping.py): those before this one are returned, this
+    -- one is added unless within SAME_TIME (2 s) of one held; the newest 8 are kept.
+    times = f[2] or ''
+    local at = tonumber(ask[4])
+    local list = {}
+    local same = false
+    for value in string.gmatch(times, '[0-9]+') do
+      local t = tonumber(value)
+      if math.abs(t - at) <= 2 then same = true end
+      list[#list + 1] = t
     end
-    redis.call('DEL', K[7])
-  end
-  if mode == 'q' or mode == 'c' then
-    if redis.call('GET', K[3]) then
+    -- A first time's records are held by the replicas that received them (h) until the second time
+    -- arrives: its replica tells them the spacing (a release), as one agent credits it.
+    local holders = f[3]
+    if holders == '' then holders = nil end
+    if #list == 0 or (same and #list == 1 and holders) then
+      if not holders then
+        holders = ME
+      elseif not string.find(' ' .. holders .. ' ', ' ' .. ME .. ' ', 1, true) then
+        holders = holders .. ' ' .. ME
+      end
+      set[#set + 1] = 'h'; set[#set + 1] = holders
+      hold = 1
+    elseif not same and #list == 1 and at > list[1] then
+      release(holders, ask[5], math.min(at - list[1], tonumber(GAP)))
+      if holders then set[#set + 1] = 'h'; set[#set + 1] = '' end
+    end
+    if not same then
+      list[#list + 1] = at
+      table.sort(list)
+      while #list > 8 do table.remove(list, 1) end
+      set[#set + 1] = 't'; set[#set + 1] = table.concat(list, ',')
+    end
+    if #set > 0 then redis.call('HSET', a, unpack(set)) end
+    redis.call('PEXPIRE', a, A)
+  elseif mode == 'c' then
+    local c = P .. 'c:' .. ask[7]
+    if ended_at(redis.call('HGET', c, 'x')) then
       ended = 1
     else
-      redis.call('SET', K[5], ME, 'PX', A)
+      redis.call('HSET', c, 'o', ME)
+      redis.call('PEXPIRE', c, A)
     end
-    if mode == 'q' then
-      -- The participant's recent record times (timekeeping.py): those before this one are returned, this
-      -- one is added unless within SAME_TIME (2 s) of one held; the newest 8 are kept.
-      times = redis.call('GET', K[6]) or ''
-      local at = tonumber(ask[4])
-      local list = {}
-      local same = false
-      for value in string.gmatch(times, '[0-9]+') do
-        local t = tonumber(value)
-        if math.abs(t - at) <= 2 then same = true end
-        list[#list + 1] = t
-      end
-      -- A first time's records are held by the replicas that received them (K[7], a set) until the
-      -- second time arrives: its replica tells them the spacing (a release), as one agent credits it.
-      if #list == 0 or (same and #list == 1 and redis.call('EXISTS', K[7]) == 1) then
-        redis.call('SADD', K[7], ME)
-        redis.call('PEXPIRE', K[7], A)
-        hold = 1
-      elseif not same and #list == 1 and at > list[1] then
-        release(math.min(at - list[1], tonumber(GAP)))
-      end
-      if not same then
-        list[#list + 1] = at
-        table.sort(list)
-        while #list > 8 do table.remove(list, 1) end
-      end
-      redis.call('SET', K[6], table.concat(list, ','), 'PX', A)
-    end
-  elseif mode == 's' or mode == 'f' or mode == 'e' or mode == 'Z' then
-    redis.call('SET', K[3], now, 'PX', A)
-    if mode ~= 'e' and mode ~= 'Z' then release('end') end
+  elseif mode == 's' or mode == 'f' then
+    local a = P .. 'a:' .. ask[7]
+    local holders = redis.call('HGET', a, 'h')
+    release(holders ~= '' and holders or nil, ask[5], 'end')
+    redis.call('HSET', a, 'x', now_ms, 'h', '')
+    redis.call('PEXPIRE', a, A)
+  elseif mode == 'e' or mode == 'Z' then
+    local c = P .. 'c:' .. ask[7]
+    redis.call('HSET', c, 'x', now_ms)
+    redis.call('PEXPIRE', c, A)
   elseif mode == 'm' then
-    redis.call('SET', K[4], now, 'PX', A)
+    redis.call('SET', P .. 'xm:' .. ask[8], now, 'PX', A)
   end
   local entry = ''
   if mode == 'i' or mode == 'f' then
+    local e = P .. 'e:' .. ask[6]
     local old = {}
-    local stored = redis.call('GET', K[2])
+    local stored = redis.call('GET', e)
     if stored then
       for value in string.gmatch(stored .. '\\31', '([^\\31]*)\\31') do old[#old + 1] = value end
     end
@@ -180,9 +207,9 @@ local function check(ask)
       merged[i] = value
     end
     entry = table.concat(merged, '\\31')
-    redis.call('SET', K[2], entry, 'PX', E)
+    redis.call('SET', e, entry, 'PX', E)
   elseif mode == 'q' or mode == 's' then
-    entry = redis.call('GET', K[2]) or ''
+    entry = redis.call('GET', P .. 'e:' .. ask[6]) or ''
   end
   local result = {1, entry, ended, times, hold}
   if mode == 'z' or mode == 'Z' then
@@ -196,22 +223,24 @@ local answers = {}
 for i, ask in ipairs(cmsgpack.unpack(ARGV[1])) do answers[i] = check(ask) end
 return cmsgpack.pack(answers)
 """
-# Per activity entry, KEYS owner, ended, meeting ended (a triple); ARGV 1 this replica, 2 activity ms.
-# An entry without an owner (expired, or Redis restarted empty) is claimed. Returns per entry 0 (keep),
-# 1 (owned elsewhere: forget here), 2 (ended).
+# Per activity entry, KEYS its hash and its meeting's end marker (a pair; a call's hash twice: a call has no
+# meeting); ARGV 1 this replica, 2 activity ms, 3 now (s). An entry without an owner (expired, or Redis restarted
+# empty) is claimed. Returns per entry 0 (keep), 1 (owned elsewhere: forget here), 2 (ended).
 _SYNC = """
+local now_ms = tonumber(ARGV[3]) * 1000
+local window = tonumber(ARGV[2])
 local result = {}
-for k = 1, #KEYS, 3 do
+for k = 1, #KEYS, 2 do
   local code = 0
-  if redis.call('GET', KEYS[k + 1]) or redis.call('GET', KEYS[k + 2]) then
+  local f = redis.call('HMGET', KEYS[k], 'x', 'o')
+  local meeting_ended = KEYS[k + 1] ~= KEYS[k] and redis.call('EXISTS', KEYS[k + 1]) == 1
+  if (f[1] and now_ms - tonumber(f[1]) < window) or meeting_ended then
     code = 2
-  else
-    local owner = redis.call('GET', KEYS[k])
-    if not owner then
-      redis.call('SET', KEYS[k], ARGV[1], 'PX', ARGV[2])
-    elseif owner ~= ARGV[1] then
-      code = 1
-    end
+  elseif not f[2] then
+    redis.call('HSET', KEYS[k], 'o', ARGV[1])
+    redis.call('PEXPIRE', KEYS[k], ARGV[2])
+  elseif f[2] ~= ARGV[1] then
+    code = 1
   end
   result[#result + 1] = code
 end
@@ -323,7 +352,7 @@ class SharedState:
     ) -> None:
         self._client = client
         self._m = families
-        self._p = key_prefix
+        self._p = key_prefix + LAYOUT
         self.identity = identity
         self._dedupe_ms = str(max(1, round(dedupe_window * 1000)))
         self._enrichment_ms = str(max(1, round(enrichment_ttl * 1000)))
@@ -341,7 +370,7 @@ class SharedState:
             .replace("@A@", self._activity_ms)
             .replace("@ME@", identity)
             .replace("@GAP@", str(max_gap))
-            .replace("@P@", key_prefix)
+            .replace("@P@", self._p)
         )
         self._check_sha = client.register_script(self._check_text).sha
         self._batch: _Batch | None = None  # the events asked since the last batch left (`_ask`)
@@ -352,6 +381,7 @@ class SharedState:
         self._claim = client.register_script(_CLAIM)
         self._down_until = 0.0  # time.monotonic() before which the request path does not ask Redis
         self._lost = False  # a call failed since the last successful sync
+        self._loaded = False  # the scripts were loaded since Redis last failed a call (`sync`)
         self._claimed: set[tuple[str, ...]] = set()  # meetings this replica claimed at the last sync
         self._decisions = {reason: families.local_decisions.handle((reason,)) for reason in LOCAL_DECISION_REASONS}
         families.up.set((), 1)
@@ -373,6 +403,7 @@ class SharedState:
             log.warning("state: Redis did not answer (%s); deciding from local state until it does", error or "timeout")
         self._down_until = time.monotonic() + self._retry
         self._lost = True
+        self._loaded = False
         self._m.up.set((), 0)
 
     async def check(
@@ -523,6 +554,8 @@ class SharedState:
         """
         p = self._p
         try:
+            if not self._loaded:
+                await self._load_scripts()
             if self._lost and directory is not None:
                 await self._restore_directory(directory)
             if timekeeper is not None:
@@ -533,10 +566,10 @@ class SharedState:
                 keys: list[str] = []
                 for account, product, instance, participant in chunk:
                     meeting = f"{account}|{product}|{instance}"
-                    who = f"{meeting}|{participant}"
-                    keys += [f"{p}o:{who}", f"{p}x:{who}", f"{p}xm:{meeting}"]
+                    keys += [f"{p}a:{meeting}|{participant}", f"{p}xm:{meeting}"]
                 codes = await redis_call(
-                    self._sync(keys=keys, args=[self.identity, self._activity_ms]), self._sync_timeout
+                    self._sync(keys=keys, args=[self.identity, self._activity_ms, int(self._clock())]),
+                    self._sync_timeout,
                 )
                 self._apply(participants, chunk, codes, timekeeper)
             entries = calls.counted()
@@ -545,9 +578,10 @@ class SharedState:
                 keys = []
                 for account, call_id in chunk:
                     call = f"{account}|{call_id}"
-                    keys += [f"{p}oc:{call}", f"{p}xc:{call}", f"{p}xc:{call}"]
+                    keys += [f"{p}c:{call}", f"{p}c:{call}"]
                 codes = await redis_call(
-                    self._sync(keys=keys, args=[self.identity, self._activity_ms]), self._sync_timeout
+                    self._sync(keys=keys, args=[self.identity, self._activity_ms, int(self._clock())]),
+                    self._sync_timeout,
                 )
                 self._apply(calls, chunk, codes)
             await self._claim_meetings(participants)
@@ -560,6 +594,16 @@ class SharedState:
         self._down_until = 0.0
         self._m.up.set((), 1)
         return True
+
+    async def _load_scripts(self) -> None:
+        """SCRIPT LOAD the scripts (at start, and when Redis answers again after failing), so that a fresh
+        or restarted Redis does not answer the first batch NOSCRIPT and cost it a second round trip.
+        A flush meanwhile is still met by `_send` (and redis-py's Script for the others)."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            for script in (self._check_text, self._sync.script, self._claim.script):
+                pipe.script_load(script)
+            await redis_call(pipe.execute(), self._sync_timeout)
+        self._loaded = True
 
     async def _restore_directory(self, directory: ParticipantDirectory) -> None:
         """After an outage: give Redis the enrichment this replica holds (data events it received meanwhile;

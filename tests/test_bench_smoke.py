@@ -36,3 +36,5 @@ def test_every_benchmark_runs_in_smoke_mode() -> None:
     assert outputs["persist"]["webhook_latency_during_checkpoints"]["checkpoint_every_5s"]["failures"] == 0
     assert outputs["replicas"]["redis_non_2xx"] == 0
     assert outputs["replicas"]["redis_outcomes_per_run"][0]["accepted"] > 0
+    assert outputs["replicas"]["redis_server_cpu_us_per_event"]["median"] > 0  # Redis's CPU was read
+    assert outputs["replicas"]["cpu_ratio_redis_to_local"]["median"] > 0

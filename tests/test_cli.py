@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import socket
 import subprocess
@@ -14,7 +15,7 @@ import httpx
 import orjson
 import pytest
 
-from qss_exporter import __version__
+from qss_exporter import __version__, cli
 from qss_exporter.zoom.signature import sign
 from tests.conftest import parse_metrics, total
 from tests.process import REPO, AgentProcess, ExporterProcess
@@ -194,3 +195,19 @@ def test_check_config_checks_the_web_configuration_file_too(tmp_path: Path) -> N
     assert result.returncode == 1
     assert f"  - {web}: tls_server_config.cert_file: cannot read {tmp_path / 'absent.crt'}" in result.stderr
     assert f"  - {web}: basic_auth_users.a: not a bcrypt hash" in result.stderr
+
+
+def test_the_agent_runs_with_a_young_generation_of_ten_thousand_allocations() -> None:
+    """Requests waiting for Redis outlive CPython's default 700 (cli.GC_YOUNG_THRESHOLD says what it costs)."""
+    seen: list[tuple[int, int, int]] = []
+
+    async def record() -> None:
+        seen.append(gc.get_threshold())
+
+    default = gc.get_threshold()
+    try:
+        cli._run_async(record())
+    finally:
+        gc.set_threshold(*default)
+    assert seen == [(cli.GC_YOUNG_THRESHOLD, default[1], default[2])]
+    assert cli.GC_YOUNG_THRESHOLD == 10_000

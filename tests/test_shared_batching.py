@@ -16,6 +16,7 @@ import pytest
 from redis.asyncio import Redis
 
 from qss_exporter import dedupe, pipeline, shared_state
+from qss_exporter.activity import ActivityTracker
 from qss_exporter.config import config_from_mapping
 from qss_exporter.enrichment import ParticipantDirectory, SiteMap
 from qss_exporter.outputs.prometheus import render
@@ -51,8 +52,15 @@ def data_event() -> ParticipantInfo:
 class Replica:
     """One replica's SharedState on its own client, with the store its counters live in."""
 
-    def __init__(self, redis: RedisServer, call_timeout: float, command_timeout: float = 3.0) -> None:
-        redis_settings = {"url": redis.url, "command_timeout_seconds": command_timeout, "connect_timeout_seconds": 1}
+    def __init__(
+        self, redis: RedisServer, call_timeout: float, command_timeout: float = 3.0, **credentials: str
+    ) -> None:
+        redis_settings = {
+            "url": redis.url,
+            "command_timeout_seconds": command_timeout,
+            "connect_timeout_seconds": 1,
+            **credentials,
+        }
         config = config_from_mapping({"accounts": [ACME], "state": {"backend": "redis", "redis": redis_settings}})
         self.client: Redis = build_redis(config.state.redis)
         self.store = Store(10_000, time.time)
@@ -187,6 +195,62 @@ async def test_a_restarted_redis_gets_the_script_again(redis_server: RedisServer
     assert verdicts[1].duplicate
 
 
+async def test_sync_loads_the_scripts_so_that_no_batch_meets_noscript(replica: Replica) -> None:
+    """A fresh (or restarted, or flushed) Redis knows no script: `sync` loads them at start and after an
+    outage, so that the first batch is one round trip, not NOSCRIPT and a second one."""
+    for _ in range(2):  # at start; then after Redis failed a call and lost its scripts meanwhile
+        await replica.client.script_flush()
+        await replica.client.config_resetstat()
+        assert await replica.state.sync(ActivityTracker(600), ActivityTracker(600))
+        verdicts = await replica.check(qos(1), qos(2))
+        assert [v is not None and v.duplicate for v in verdicts] == [False, False]
+        stats = await replica.client.info("commandstats")
+        assert stats["cmdstat_evalsha"]["calls"] == 1
+        assert stats["cmdstat_evalsha"]["failed_calls"] == 0  # NOSCRIPT would be one
+        replica.state._failed(ConnectionError("gone"))  # as when Redis stopped answering
+        await replica.client.flushall()
+
+
+async def test_the_documented_acl_is_enough_for_every_script_of_the_shared_state(redis_server: RedisServer) -> None:
+    """docs/config.md's least-privilege ACL user (no TIME, for one) runs the check of every kind of
+    event, `sync` and the meetings' claims: a command it lacks would fail every batch."""
+    admin = Redis.from_url(redis_server.url)
+    try:
+        await admin.acl_setuser(
+            "qss",
+            enabled=True,
+            passwords=["+acl-pass"],
+            keys=["qss:*"],
+            categories=["+@connection", "+@read", "+@write", "+@scripting"],
+            commands=["+info"],
+        )
+    finally:
+        await admin.aclose()
+    replica = Replica(redis_server, call_timeout=2.0, username="qss", password="acl-pass")
+    try:
+        events = [
+            decode(load_sample(name))
+            for name in (
+                "meeting.participant_data",
+                "meeting.participant_qos",
+                "meeting.participant_qos_summary",
+                "meeting.participant_data_summary",
+                "phone.call_qos",
+                "phone.call_qos_summary",
+            )
+        ]
+        verdicts = await replica.check(*events, qos(1), qos(1, second=30))
+        assert all(verdict is not None and not verdict.duplicate for verdict in verdicts), verdicts
+        participants, calls = ActivityTracker(600), ActivityTracker(600)
+        participants.touch((ACCOUNT, "meeting", "instance", "p9"), time.time(), (ACCOUNT,))
+        calls.touch((ACCOUNT, "call-9"), time.time(), (ACCOUNT,))
+        assert await replica.state.sync(participants, calls)
+        assert participants.counted() == [(ACCOUNT, "meeting", "instance", "p9")]  # claimed: unowned before
+        assert replica.decisions("error") == replica.decisions("timeout") == 0
+    finally:
+        await replica.client.aclose()
+
+
 async def test_a_qos_record_is_digested_once_for_redis_and_the_local_history(
     start_agent: AgentFactory, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -218,7 +282,7 @@ async def test_a_qos_record_is_digested_once_for_redis_and_the_local_history(
 async def test_an_entry_that_is_not_utf8_is_no_label_and_fails_nothing(replica: Replica) -> None:
     """Whoever writes Redis may store any bytes: they never become a label value, nor fail the batch."""
     record = qos(5)
-    key = f"qss:e:{record.account_id}|{record.instance}|{record.participant_id}"
+    key = f"qss:{shared_state.LAYOUT}e:{record.account_id}|{record.instance}|{record.participant_id}"
     await replica.client.set(key, b"\xff\xfe\x1f\xc3")
     forged, other = await replica.check(record, qos(6))
     assert forged is not None

@@ -16,7 +16,7 @@ from qss_exporter.app import Agent
 from qss_exporter.config import config_from_mapping
 from qss_exporter.enrichment import ParticipantDirectory
 from qss_exporter.outputs.prometheus import render
-from qss_exporter.shared_state import SharedState
+from qss_exporter.shared_state import LAYOUT, SharedState
 from qss_exporter.zoom.events import decode
 from qss_exporter.zoom.records import QosRecord
 from tests.conftest import AgentFactory, RunningAgent, Series, base_config, merge, parse_metrics, total
@@ -205,7 +205,7 @@ async def test_label_values_from_redis_are_held_to_this_replicas_closed_sets(
     client = Redis.from_url(redis_server.url)
     try:
         forged = "\x1f".join(("dial-up", "atlantis", "MARS", "plan9"))  # network_type, site, data_center, client_os
-        await client.set(f"qss:e:{qos.account_id}|{qos.instance}|{qos.participant_id}", forged)
+        await client.set(f"qss:{LAYOUT}e:{qos.account_id}|{qos.instance}|{qos.participant_id}", forged)
     finally:
         await client.aclose()
     await ok(a, body("meeting.participant_qos"))
