@@ -151,8 +151,11 @@ def _case(lines: IO[bytes], sample_every: int, trace_from: int = 0) -> dict[str,
     from qss_exporter.app import Agent
     from qss_exporter.config import config_from_mapping
     from qss_exporter.demo.simulator import DEFAULT_SITES, default_accounts
+    from qss_exporter.process_tuning import tune_process
     from qss_exporter.store import CallbackFamily
     from qss_exporter.zoom.typed import decode_body
+
+    tune_process()  # as the agent's start does (cli.py): its GC generation and malloc's mmap threshold
 
     # Traced from the start: started later, the objects made before it are invisible, and their
     # replacements (a history's bytes are new at each event) look like growth (tried: it was all turnover).

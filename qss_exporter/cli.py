@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import os
 import sys
@@ -23,6 +22,7 @@ from qss_exporter.errors import ConfigError
 from qss_exporter.identity import lookup
 from qss_exporter.logs import configure_logging
 from qss_exporter.outputs.prometheus import render
+from qss_exporter.process_tuning import tune_process
 from qss_exporter.sources.replay import replay_files
 from qss_exporter.validation import load_checked
 
@@ -31,20 +31,10 @@ __all__ = ["main"]
 log = logging.getLogger("qss_exporter")
 
 
-# The garbage collector's young generation, in container allocations (CPython's default is 700). A
-# request waiting for Redis keeps its objects alive across young collections: they are promoted, and
-# the full collections, which walk all the state the agent holds, come more often. Measured with
-# bench/replicas.py's setup, interleaved in one run: with Redis, the collector's CPU per event 64 ->
-# 11 us and the agent's 520 -> 404 - 451 us; with local state 15 -> ~10 us, within noise overall. The
-# garbage cycles held the longer are a few MB at most.
-GC_YOUNG_THRESHOLD = 10_000
-
-
 def _run_async(main: Coroutine[Any, Any, None]) -> None:
     """Run on uvloop where installed (as `uvicorn.run` would): measured ~1.6x the agent's throughput
     on the stdlib loop (bench/README.md)."""
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+    tune_process()  # the young GC generation and glibc's mmap threshold (process_tuning.py says why)
     try:
         import uvloop
     except ImportError:  # not available on every platform; the stdlib loop works, just slower

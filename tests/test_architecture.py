@@ -42,6 +42,7 @@ FORBIDDEN = {
     "qss_exporter.dedupe": ["qss_exporter."],
     "qss_exporter.distinct": ["qss_exporter."],
     "qss_exporter.seconds": ["qss_exporter."],
+    "qss_exporter.process_tuning": ["qss_exporter."],
     "qss_exporter.redaction": ["qss_exporter."],
     "qss_exporter.tenancy": ["qss_exporter."],
     "qss_exporter.activity": ["qss_exporter.zoom", "qss_exporter.sources", "qss_exporter.outputs", "qss_exporter.app"],

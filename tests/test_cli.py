@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from qss_exporter import __version__, cli
+from qss_exporter.process_tuning import GC_YOUNG_THRESHOLD
 from qss_exporter.zoom.signature import sign
 from tests.conftest import parse_metrics, total
 from tests.process import REPO, AgentProcess, ExporterProcess
@@ -198,7 +199,7 @@ def test_check_config_checks_the_web_configuration_file_too(tmp_path: Path) -> N
 
 
 def test_the_agent_runs_with_a_young_generation_of_ten_thousand_allocations() -> None:
-    """Requests waiting for Redis outlive CPython's default 700 (cli.GC_YOUNG_THRESHOLD says what it costs)."""
+    """Requests waiting for Redis outlive CPython's default 700 (process_tuning.py says what it costs)."""
     seen: list[tuple[int, int, int]] = []
 
     async def record() -> None:
@@ -209,5 +210,5 @@ def test_the_agent_runs_with_a_young_generation_of_ten_thousand_allocations() ->
         cli._run_async(record())
     finally:
         gc.set_threshold(*default)
-    assert seen == [(cli.GC_YOUNG_THRESHOLD, default[1], default[2])]
-    assert cli.GC_YOUNG_THRESHOLD == 10_000
+    assert seen == [(GC_YOUNG_THRESHOLD, default[1], default[2])]
+    assert GC_YOUNG_THRESHOLD == 10_000
