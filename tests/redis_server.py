@@ -23,9 +23,25 @@ from typing import Any
 
 import pytest
 import trustme
+from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 
 START_TIMEOUT_SECONDS = 5.0
+# docs/config.md's least-privilege user: ACL SETUSER qss on >acl-pass ~qss:* +@connection +@read +@write
+# +@scripting +info (no TIME, for one).
+ACL_USER, ACL_PASSWORD = "qss", "acl-pass"
+
+
+async def add_documented_acl_user(client: Redis) -> None:
+    """Create docs/config.md's least-privilege ACL user on the server `client` talks to."""
+    await client.acl_setuser(
+        ACL_USER,
+        enabled=True,
+        passwords=[f"+{ACL_PASSWORD}"],
+        keys=["qss:*"],
+        categories=["+@connection", "+@read", "+@write", "+@scripting"],
+        commands=["+info"],
+    )
 
 
 def redis_server_binary() -> str:

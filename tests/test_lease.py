@@ -12,7 +12,7 @@ from redis.exceptions import NoPermissionError
 from qss_exporter.config import config_from_mapping
 from qss_exporter.lease import LeaseLost, RedisLease
 from qss_exporter.redis_client import build_redis
-from tests.redis_server import RedisServer
+from tests.redis_server import ACL_PASSWORD, ACL_USER, RedisServer, add_documented_acl_user
 
 ACME = {"name": "acme", "account_id": "abc123", "webhook_secret_token": "s3cret-token"}
 LEASE = 1.0  # seconds; Redis counts its uptime in whole seconds, so a fresh server refuses leases for ~1 s
@@ -105,21 +105,13 @@ async def test_after_redis_lost_its_keys_only_the_holder_takes_the_lease_back(
 
 async def test_the_documented_acl_is_enough_for_the_lease(redis_server: RedisServer, client: Redis) -> None:
     """docs/config.md's least-privilege ACL user (state.redis.username) can do everything a lease does."""
-    # The ACL of docs/config.md: ACL SETUSER qss on >acl-pass ~qss:* +@connection +@read +@write +@scripting +info
-    await client.acl_setuser(
-        "qss",
-        enabled=True,
-        passwords=["+acl-pass"],
-        keys=["qss:*"],
-        categories=["+@connection", "+@read", "+@write", "+@scripting"],
-        commands=["+info"],
-    )
+    await add_documented_acl_user(client)
     config = config_from_mapping(
         {
             "accounts": [ACME],
             "state": {
                 "backend": "redis",
-                "redis": {"url": redis_server.url, "username": "qss", "password": "acl-pass"},
+                "redis": {"url": redis_server.url, "username": ACL_USER, "password": ACL_PASSWORD},
             },
         },
         environ={},

@@ -27,7 +27,7 @@ from qss_exporter.timekeeping import record_second
 from qss_exporter.zoom.events import decode
 from qss_exporter.zoom.records import ParticipantInfo, PhoneQosRecord, QosRecord
 from tests.conftest import ACCOUNT_ID, SECRET, AgentFactory, parse_metrics, total
-from tests.redis_server import RedisServer
+from tests.redis_server import ACL_PASSWORD, ACL_USER, RedisServer, add_documented_acl_user
 from tests.samples import load_sample
 
 ACCOUNT = "acme"
@@ -216,17 +216,10 @@ async def test_the_documented_acl_is_enough_for_every_script_of_the_shared_state
     event, `sync` and the meetings' claims: a command it lacks would fail every batch."""
     admin = Redis.from_url(redis_server.url)
     try:
-        await admin.acl_setuser(
-            "qss",
-            enabled=True,
-            passwords=["+acl-pass"],
-            keys=["qss:*"],
-            categories=["+@connection", "+@read", "+@write", "+@scripting"],
-            commands=["+info"],
-        )
+        await add_documented_acl_user(admin)
     finally:
         await admin.aclose()
-    replica = Replica(redis_server, call_timeout=2.0, username="qss", password="acl-pass")
+    replica = Replica(redis_server, call_timeout=2.0, username=ACL_USER, password=ACL_PASSWORD)
     try:
         events = [
             decode(load_sample(name))
