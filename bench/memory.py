@@ -15,7 +15,6 @@ guessed."""
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import json
 import os
@@ -41,38 +40,11 @@ def _rss() -> int:
     return int(Path("/proc/self/statm").read_text().split()[1]) * 4096
 
 
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in (
-            "arena",
-            "ordblks",
-            "smblks",
-            "hblks",
-            "hblkhd",
-            "usmblks",
-            "fsmblks",
-            "uordblks",
-            "fordblks",
-            "keepcost",
-        )
-    ]
-
-
 def _heap() -> dict[str, float]:
-    """glibc malloc's own view (mallinfo2, glibc >= 2.33): bytes in use, free but kept in its heap, and
-    mmapped. A step in RSS with no step in use is memory the allocator kept, not objects the agent kept."""
-    try:
-        mallinfo2 = ctypes.CDLL(None).mallinfo2
-    except (AttributeError, OSError):  # not glibc
-        return {}
-    mallinfo2.restype = _MallInfo2
-    info = mallinfo2()
-    return {
-        "malloc_in_use_mib": info.uordblks / 2**20,
-        "malloc_free_kept_mib": info.fordblks / 2**20,
-        "malloc_mmapped_mib": info.hblkhd / 2**20,
-    }
+    """glibc malloc's view (process_tuning.malloc_usage), in MiB."""
+    from qss_exporter.process_tuning import malloc_usage
+
+    return {f"malloc_{name}_mib": size / 2**20 for name, size in malloc_usage().items()}
 
 
 def _pymalloc() -> dict[str, float]:

@@ -9,7 +9,7 @@ import ctypes
 import gc
 import os
 
-__all__ = ["GC_YOUNG_THRESHOLD", "MMAP_THRESHOLD", "pin_mmap_threshold", "tune_process"]
+__all__ = ["GC_YOUNG_THRESHOLD", "MMAP_THRESHOLD", "malloc_usage", "pin_mmap_threshold", "tune_process"]
 
 # The garbage collector's young generation, in container allocations (CPython's default is 700). A
 # request waiting for Redis keeps its objects alive across young collections: they are promoted, and
@@ -35,14 +35,53 @@ def pin_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
     the operator chose their own (MALLOC_MMAP_THRESHOLD_ or GLIBC_TUNABLES)."""
     if "MALLOC_MMAP_THRESHOLD_" in os.environ or "mmap_threshold" in os.environ.get("GLIBC_TUNABLES", ""):
         return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-        ctypes.CDLL(None).gnu_get_libc_version  # noqa: B018  # only glibc adjusts its threshold
-    except (AttributeError, OSError):
+    libc = _glibc()
+    if libc is None:
         return False
+    mallopt = libc.mallopt
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, threshold))
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def malloc_usage() -> dict[str, int]:
+    """glibc malloc's own view (mallinfo2, glibc >= 2.33), in bytes: in use, free but kept in its heap, and
+    mmapped; empty without it. A step in RSS with no step in use is memory the allocator kept
+    (bench/memory.py's soak samples)."""
+    libc = _glibc()
+    if libc is None or not hasattr(libc, "mallinfo2"):
+        return {}
+    mallinfo2 = libc.mallinfo2
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    return {"in_use": info.uordblks, "free_kept": info.fordblks, "mmapped": info.hblkhd}
+
+
+def _glibc() -> ctypes.CDLL | None:
+    """This process's C library when it is glibc (the only one that adjusts its threshold)."""
+    try:
+        libc = ctypes.CDLL(None)
+    except OSError:
+        return None
+    return libc if hasattr(libc, "gnu_get_libc_version") else None
 
 
 def tune_process() -> None:

@@ -17,22 +17,17 @@ import pytest
 _PROBE = textwrap.dedent(
     """
     import ctypes, json, sys
-    from qss_exporter.process_tuning import pin_mmap_threshold
-
-    class Info(ctypes.Structure):
-        _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
-                                                   "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+    from qss_exporter.process_tuning import malloc_usage, pin_mmap_threshold
 
     libc = ctypes.CDLL(None)
     libc.malloc.restype = ctypes.c_void_p
     libc.malloc.argtypes = (ctypes.c_size_t,)
     libc.free.argtypes = (ctypes.c_void_p,)
-    libc.mallinfo2.restype = Info
     pinned = pin_mmap_threshold() if sys.argv[1] == "pin" else None
     libc.free(libc.malloc(5 * 2**19))
-    before = libc.mallinfo2().hblkhd
+    before = malloc_usage()["mmapped"]
     block = libc.malloc(2**20)
-    mmapped = libc.mallinfo2().hblkhd - before >= 2**20
+    mmapped = malloc_usage()["mmapped"] - before >= 2**20
     libc.free(block)
     print(json.dumps({"pinned": pinned, "mmapped": mmapped}))
     """
